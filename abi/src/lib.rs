@@ -1,0 +1,183 @@
+//! The one definition of the boundary between decant's host and its converter
+//! guest.
+//!
+//! Both sides compile against this crate, so an import name, a status code or a
+//! report field can only change in one place. The guest is a core wasm module
+//! (`wasm32-unknown-unknown`) that imports exactly the functions in [`IMPORTS`]
+//! from module [`IMPORT_MODULE`] and exports [`EXPORT_MEMORY`] plus the entry
+//! points [`EXPORT_CONVERT`] and [`EXPORT_INSPECT`]. It has no WASI: no clock,
+//! no randomness, no environment, no files. Everything it learns comes through
+//! `read_source`, everything it produces leaves through `write_output` and
+//! `finish`.
+//!
+//! Signatures (wasm types):
+//!
+//! | import         | params                               | result |
+//! |----------------|--------------------------------------|--------|
+//! | `source_len`   | –                                    | `i64` byte length of the source |
+//! | `read_source`  | `offset: i64, ptr: i32, len: i32`    | `i32` bytes copied (0 at end of source) |
+//! | `write_output` | `ptr: i32, len: i32`                 | `i32` [`status::OK`] |
+//! | `finish`       | `ptr: i32, len: i32`                 | `i32` [`status::OK`] |
+//!
+//! `finish` carries one UTF-8 JSON [`Outcome`]; the guest calls it exactly once,
+//! last. Any misuse (a pointer outside guest memory, a read or write larger
+//! than [`MAX_IO_CHUNK`], output past the policy's limit, a second `finish`)
+//! traps the guest: the host never trusts a value it was handed.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The only module the guest may import from.
+pub const IMPORT_MODULE: &str = "decant";
+/// `() -> i64`
+pub const IMPORT_SOURCE_LEN: &str = "source_len";
+/// `(offset: i64, ptr: i32, len: i32) -> i32`
+pub const IMPORT_READ_SOURCE: &str = "read_source";
+/// `(ptr: i32, len: i32) -> i32`
+pub const IMPORT_WRITE_OUTPUT: &str = "write_output";
+/// `(ptr: i32, len: i32) -> i32`
+pub const IMPORT_FINISH: &str = "finish";
+/// Every import the guest may have, all from [`IMPORT_MODULE`].
+pub const IMPORTS: [&str; 4] = [
+    IMPORT_SOURCE_LEN,
+    IMPORT_READ_SOURCE,
+    IMPORT_WRITE_OUTPUT,
+    IMPORT_FINISH,
+];
+
+/// The guest's linear memory.
+pub const EXPORT_MEMORY: &str = "memory";
+/// `() -> i32`: convert the source, stream safetensors to the output, finish
+/// with an [`Outcome`].
+pub const EXPORT_CONVERT: &str = "convert";
+/// `() -> i32`: describe the source without writing output; finish with an
+/// [`Outcome`] whose report lists the tensors.
+pub const EXPORT_INSPECT: &str = "inspect";
+
+/// The most bytes one `read_source` or `write_output` call may move. Host
+/// functions cannot be interrupted by the epoch deadline, so their work per
+/// call is bounded.
+pub const MAX_IO_CHUNK: u32 = 4 << 20;
+/// The largest `finish` payload the host accepts.
+pub const MAX_OUTCOME_BYTES: u32 = 16 << 20;
+
+/// Return values of the guest's entry points and the host functions.
+pub mod status {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The input was refused (details in the [`crate::Outcome`]).
+    pub const REFUSED: i32 = 1;
+}
+
+/// What the guest reports when it is done; the JSON carried by `finish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The checkpoint was read (and, for `convert`, written out).
+    Done(Report),
+    /// The checkpoint was refused; nothing the guest wrote may be kept.
+    Refused(Refusal),
+}
+
+/// Why a checkpoint was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// A pickle global outside the allowlist.
+    Global,
+    /// A well-formed construct decant does not convert (complex, quantized,
+    /// sparse tensors; TorchScript; out-of-band buffers).
+    Unsupported,
+    /// A corrupt, truncated or ambiguous container or pickle stream.
+    Corrupt,
+    /// A guest-side resource bound (nesting, entry counts).
+    Limit,
+    /// Not a checkpoint format decant knows.
+    Format,
+}
+
+/// A refusal: what happened, where, and what the user can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    /// One line: what was found.
+    pub message: String,
+    /// One line: what to do about it.
+    pub hint: String,
+}
+
+/// One entry that was not converted because it is not a tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// Flattened name (`optimizer.lr`).
+    pub name: String,
+    /// Python-ish type of the value (`int`, `str`, `list`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A tensor as it appears in the output (listed by `inspect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSummary {
+    pub name: String,
+    /// safetensors dtype name (`F32`, `BF16`, ...).
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    /// Whether the source stores it non-contiguously (a view decant
+    /// materialises).
+    pub strided: bool,
+}
+
+/// What the guest found and did. Recorded in receipts, so it stays small: it
+/// counts tensors rather than listing them, except for `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// `zip` (torch >= 1.6) or `legacy`.
+    pub format: String,
+    /// The main pickle's PROTO number; 0 when it has none (protocol 0 or 1).
+    pub pickle_protocol: u8,
+    /// Byte order of the stored tensor data (`little` or `big`).
+    pub byteorder: String,
+    /// Tensors written (after removing aliases).
+    pub tensors: u64,
+    /// Bytes of safetensors output (0 for `inspect`).
+    pub output_bytes: u64,
+    /// Non-tensor entries inside the converted dict, in name order.
+    pub dropped: Vec<Dropped>,
+    /// How many dropped entries exist in all (`dropped` is capped).
+    pub dropped_total: u64,
+    /// Top-level keys outside `state_dict` when a `state_dict` entry was
+    /// selected (training state such as `epoch`, `optimizer_states`).
+    pub ignored: Vec<String>,
+    /// Exact aliases (tied weights): removed name -> kept name.
+    pub aliases: BTreeMap<String, String>,
+    /// Every pickle global the checkpoint used, sorted.
+    pub globals: Vec<String>,
+    /// The tensors, for `inspect` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_list: Vec<TensorSummary>,
+}
+
+/// How many dropped entries a report lists by name.
+pub const MAX_LISTED_DROPPED: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_json_is_tagged() {
+        let o = Outcome::Refused(Refusal {
+            kind: RefusalKind::Global,
+            message: "global posix.system at byte 2".into(),
+            hint: "h".into(),
+        });
+        let s = serde_json::to_string(&o).unwrap();
+        assert!(
+            s.starts_with(r#"{"outcome":"refused","kind":"global""#),
+            "{s}"
+        );
+        assert_eq!(serde_json::from_str::<Outcome>(&s).unwrap(), o);
+    }
+}

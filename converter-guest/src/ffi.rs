@@ -1,0 +1,79 @@
+//! The guest side of the `decant` ABI (see the `decant-abi` crate): imports,
+//! exports, and the only `unsafe` in the guest.
+
+use crate::error::Result;
+use crate::safetensors::Sink;
+use crate::source::Source;
+use decant_abi::{status, Outcome, MAX_IO_CHUNK};
+
+#[link(wasm_import_module = "decant")]
+extern "C" {
+    fn source_len() -> i64;
+    fn read_source(offset: i64, ptr: *mut u8, len: i32) -> i32;
+    fn write_output(ptr: *const u8, len: i32) -> i32;
+    fn finish(ptr: *const u8, len: i32) -> i32;
+}
+
+struct HostSource {
+    len: u64,
+}
+
+impl Source for HostSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
+        if offset >= self.len || buf.is_empty() {
+            return 0;
+        }
+        let n = buf.len().min(MAX_IO_CHUNK as usize);
+        // SAFETY: `buf` is a live, writable slice of at least `n` bytes; the
+        // host writes at most `n` bytes into it and returns how many.
+        let got = unsafe { read_source(offset as i64, buf.as_mut_ptr(), n as i32) };
+        got.clamp(0, n as i32) as usize
+    }
+}
+
+struct HostSink;
+
+impl Sink for HostSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        for chunk in bytes.chunks(MAX_IO_CHUNK as usize) {
+            // SAFETY: `chunk` is a live slice; the host only reads it. On any
+            // failure (e.g. the output limit) the host traps instead of
+            // returning.
+            unsafe { write_output(chunk.as_ptr(), chunk.len() as i32) };
+        }
+        Ok(())
+    }
+}
+
+fn host_source() -> HostSource {
+    // SAFETY: a host call with no arguments.
+    let len = unsafe { source_len() };
+    HostSource {
+        len: u64::try_from(len).unwrap_or(0),
+    }
+}
+
+fn report(outcome: &Outcome) -> i32 {
+    let json = serde_json::to_vec(outcome).expect("the outcome is plain data");
+    // SAFETY: `json` is a live slice the host only reads.
+    unsafe { finish(json.as_ptr(), json.len() as i32) };
+    match outcome {
+        Outcome::Done(_) => status::OK,
+        Outcome::Refused(_) => status::REFUSED,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn convert() -> i32 {
+    let src = host_source();
+    report(&crate::convert(&src, &mut HostSink))
+}
+
+#[no_mangle]
+pub extern "C" fn inspect() -> i32 {
+    let src = host_source();
+    report(&crate::inspect(&src))
+}

@@ -1,0 +1,1275 @@
+//! A restricted pickle virtual machine for protocols 0 to 5.
+//!
+//! It implements every opcode a checkpoint can contain, but it can only ever
+//! build data: strings, numbers, containers, and the few torch objects on the
+//! allowlist ([`globals`]). A GLOBAL outside the allowlist refuses the file
+//! with the name and its position; there is no fallback and nothing to
+//! execute. The stream is parsed strictly: one PROTO at the start, frames that
+//! contain whole opcodes, a memo that must be written before it is read.
+
+pub mod globals;
+mod input;
+mod text;
+pub mod value;
+
+use crate::dtype::DType;
+use crate::error::{corrupt, global as refuse_global, limit, unsupported, Result};
+use crate::source::Source;
+use globals::Global;
+use input::Input;
+use std::collections::{BTreeSet, HashMap};
+pub use value::{Dict, Heap, Key, Obj, ObjId, StorageDecl, StorageRef, TensorDesc, Value};
+
+/// How persistent ids are shaped in this container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidStyle {
+    /// `('storage', cls, key, location, numel)`
+    Zip,
+    /// `('storage', cls, key, location, numel, view_metadata)`
+    Legacy,
+}
+
+/// Most tensor dimensions accepted (torch's own limit is 64 too).
+const MAX_DIMS: usize = 64;
+/// Longest text line a protocol-0 opcode may have.
+const MAX_LINE: u64 = 1 << 20;
+
+/// Storage declarations shared by every pickle of one checkpoint.
+#[derive(Debug, Default)]
+pub struct Storages {
+    pub decls: Vec<StorageDecl>,
+    by_key: HashMap<String, usize>,
+    /// Legacy storage views by view key.
+    views: HashMap<String, StorageRef>,
+}
+
+/// The VM state for one checkpoint. Several pickles (the legacy format has
+/// five) can be run one after another; objects and storages accumulate.
+pub struct Machine {
+    pub heap: Heap,
+    pub storages: Storages,
+    /// Every global the checkpoint resolved, as `module.name`.
+    pub globals: BTreeSet<String>,
+    pid_style: PidStyle,
+}
+
+/// The result of running one pickle.
+pub struct Loaded {
+    pub value: Value,
+    /// PROTO number, 0 when absent.
+    pub protocol: u8,
+    /// Offset just past STOP.
+    pub end: u64,
+}
+
+impl Machine {
+    pub fn new(pid_style: PidStyle) -> Self {
+        Machine {
+            heap: Heap::default(),
+            storages: Storages::default(),
+            globals: BTreeSet::new(),
+            pid_style,
+        }
+    }
+
+    /// Runs the pickle that starts at `start` and may extend to `end`; `label`
+    /// names it in messages (`data.pkl`), or is empty for absolute offsets.
+    pub fn load(&mut self, src: &dyn Source, start: u64, end: u64, label: &str) -> Result<Loaded> {
+        let mut run = Run {
+            m: self,
+            input: Input::new(src, start, end),
+            label,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            frame_end: None,
+            protocol: 0,
+        };
+        let value = run.run()?;
+        Ok(Loaded {
+            value,
+            protocol: run.protocol,
+            end: run.input.pos(),
+        })
+    }
+}
+
+struct Run<'m, 's> {
+    m: &'m mut Machine,
+    input: Input<'s>,
+    label: &'m str,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Value>,
+    frame_end: Option<u64>,
+    protocol: u8,
+}
+
+/// Opcode bytes (CPython `Lib/pickle.py`).
+mod op {
+    pub const MARK: u8 = b'(';
+    pub const STOP: u8 = b'.';
+    pub const POP: u8 = b'0';
+    pub const POP_MARK: u8 = b'1';
+    pub const DUP: u8 = b'2';
+    pub const FLOAT: u8 = b'F';
+    pub const INT: u8 = b'I';
+    pub const BININT: u8 = b'J';
+    pub const BININT1: u8 = b'K';
+    pub const LONG: u8 = b'L';
+    pub const BININT2: u8 = b'M';
+    pub const NONE: u8 = b'N';
+    pub const PERSID: u8 = b'P';
+    pub const BINPERSID: u8 = b'Q';
+    pub const REDUCE: u8 = b'R';
+    pub const STRING: u8 = b'S';
+    pub const BINSTRING: u8 = b'T';
+    pub const SHORT_BINSTRING: u8 = b'U';
+    pub const UNICODE: u8 = b'V';
+    pub const BINUNICODE: u8 = b'X';
+    pub const APPEND: u8 = b'a';
+    pub const BUILD: u8 = b'b';
+    pub const GLOBAL: u8 = b'c';
+    pub const DICT: u8 = b'd';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const APPENDS: u8 = b'e';
+    pub const GET: u8 = b'g';
+    pub const BINGET: u8 = b'h';
+    pub const INST: u8 = b'i';
+    pub const LONG_BINGET: u8 = b'j';
+    pub const LIST: u8 = b'l';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const OBJ: u8 = b'o';
+    pub const PUT: u8 = b'p';
+    pub const BINPUT: u8 = b'q';
+    pub const LONG_BINPUT: u8 = b'r';
+    pub const SETITEM: u8 = b's';
+    pub const TUPLE: u8 = b't';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const SETITEMS: u8 = b'u';
+    pub const BINFLOAT: u8 = b'G';
+    pub const PROTO: u8 = 0x80;
+    pub const NEWOBJ: u8 = 0x81;
+    pub const EXT1: u8 = 0x82;
+    pub const EXT2: u8 = 0x83;
+    pub const EXT4: u8 = 0x84;
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE2: u8 = 0x86;
+    pub const TUPLE3: u8 = 0x87;
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const LONG1: u8 = 0x8a;
+    pub const LONG4: u8 = 0x8b;
+    pub const BINBYTES: u8 = b'B';
+    pub const SHORT_BINBYTES: u8 = b'C';
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    pub const BINUNICODE8: u8 = 0x8d;
+    pub const BINBYTES8: u8 = 0x8e;
+    pub const EMPTY_SET: u8 = 0x8f;
+    pub const ADDITEMS: u8 = 0x90;
+    pub const FROZENSET: u8 = 0x91;
+    pub const NEWOBJ_EX: u8 = 0x92;
+    pub const STACK_GLOBAL: u8 = 0x93;
+    pub const MEMOIZE: u8 = 0x94;
+    pub const FRAME: u8 = 0x95;
+    pub const BYTEARRAY8: u8 = 0x96;
+    pub const NEXT_BUFFER: u8 = 0x97;
+    pub const READONLY_BUFFER: u8 = 0x98;
+}
+
+impl Run<'_, '_> {
+    fn at(&self, pos: u64) -> String {
+        if self.label.is_empty() {
+            format!("byte {pos}")
+        } else {
+            format!("byte {} of {}", pos - self.input.start(), self.label)
+        }
+    }
+
+    fn run(&mut self) -> Result<Value> {
+        loop {
+            if self.frame_end == Some(self.input.pos()) {
+                self.frame_end = None;
+            }
+            let pos = self.input.pos();
+            let code = self.input.u8().map_err(|_| {
+                corrupt(format!(
+                    "pickle ends at {} without a STOP opcode",
+                    self.at(pos)
+                ))
+            })?;
+            let stop = self.step(code, pos)?;
+            if let Some(fe) = self.frame_end {
+                if self.input.pos() > fe {
+                    return Err(corrupt(format!(
+                        "opcode 0x{code:02x} at {} runs past the end of its frame",
+                        self.at(pos)
+                    )));
+                }
+            }
+            if stop {
+                if self.frame_end.is_some_and(|fe| fe != self.input.pos()) {
+                    return Err(corrupt(format!(
+                        "STOP at {} inside an unfinished frame",
+                        self.at(pos)
+                    )));
+                }
+                if !self.marks.is_empty() {
+                    return Err(corrupt(format!(
+                        "STOP at {} with an open MARK",
+                        self.at(pos)
+                    )));
+                }
+                let top = self.pop(pos)?;
+                if !self.stack.is_empty() {
+                    return Err(corrupt(format!(
+                        "STOP at {} leaves {} extra values on the stack",
+                        self.at(pos),
+                        self.stack.len()
+                    )));
+                }
+                return Ok(top);
+            }
+        }
+    }
+
+    fn pop(&mut self, pos: u64) -> Result<Value> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(corrupt(format!("stack underflow at {}", self.at(pos))));
+        }
+        Ok(self.stack.pop().expect("checked above"))
+    }
+
+    fn top(&self, pos: u64) -> Result<Value> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(corrupt(format!("stack underflow at {}", self.at(pos))));
+        }
+        Ok(*self.stack.last().expect("checked above"))
+    }
+
+    /// Pops everything above the last MARK, and the mark.
+    fn pop_mark(&mut self, pos: u64) -> Result<Vec<Value>> {
+        let Some(m) = self.marks.pop() else {
+            return Err(corrupt(format!(
+                "no MARK for the opcode at {}",
+                self.at(pos)
+            )));
+        };
+        Ok(self.stack.split_off(m))
+    }
+
+    fn push(&mut self, v: Value) {
+        self.stack.push(v);
+    }
+
+    fn alloc(&mut self, o: Obj) -> Value {
+        self.m.heap.alloc(o)
+    }
+
+    fn memo_get(&self, key: u64, pos: u64) -> Result<Value> {
+        self.memo.get(&key).copied().ok_or_else(|| {
+            corrupt(format!(
+                "memo entry {key} read at {} before it was written",
+                self.at(pos)
+            ))
+        })
+    }
+
+    fn memo_put(&mut self, key: u64, pos: u64) -> Result<()> {
+        let v = self.top(pos)?;
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
+    /// Executes one opcode; returns true at STOP.
+    fn step(&mut self, code: u8, pos: u64) -> Result<bool> {
+        match code {
+            op::PROTO => {
+                let p = self.input.u8()?;
+                if pos != self.input.start() {
+                    return Err(corrupt(format!(
+                        "PROTO at {} is not the first opcode",
+                        self.at(pos)
+                    )));
+                }
+                if p > 5 {
+                    return Err(unsupported(
+                        format!("pickle protocol {p} (at {})", self.at(pos)),
+                        "decant reads pickle protocols 0 to 5",
+                    ));
+                }
+                self.protocol = p;
+            }
+            op::FRAME => {
+                let len = self.input.u64()?;
+                if self.frame_end.is_some() {
+                    return Err(corrupt(format!(
+                        "FRAME at {} starts inside another frame",
+                        self.at(pos)
+                    )));
+                }
+                let start = self.input.pos();
+                match start.checked_add(len) {
+                    Some(end) if end <= self.input.end() => self.frame_end = Some(end),
+                    _ => {
+                        return Err(corrupt(format!(
+                            "FRAME at {} claims {len} bytes, more than the pickle holds",
+                            self.at(pos)
+                        )))
+                    }
+                }
+            }
+            op::STOP => return Ok(true),
+            op::MARK => self.marks.push(self.stack.len()),
+            op::POP => {
+                // POP of a bare mark is how CPython discards an empty MARK.
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop(pos)?;
+                }
+            }
+            op::POP_MARK => {
+                self.pop_mark(pos)?;
+            }
+            op::DUP => {
+                let v = self.top(pos)?;
+                self.push(v);
+            }
+            op::NONE => self.push(Value::None),
+            op::NEWTRUE => self.push(Value::Bool(true)),
+            op::NEWFALSE => self.push(Value::Bool(false)),
+            op::BININT => {
+                let v = self.input.u32()? as i32;
+                self.push(Value::Int(v as i64));
+            }
+            op::BININT1 => {
+                let v = self.input.u8()?;
+                self.push(Value::Int(v as i64));
+            }
+            op::BININT2 => {
+                let v = self.input.u16()?;
+                self.push(Value::Int(v as i64));
+            }
+            op::LONG1 => {
+                let n = self.input.u8()? as u64;
+                let bytes = self.input.bytes(n)?;
+                let v = self.long_from_le(bytes);
+                self.push(v);
+            }
+            op::LONG4 => {
+                let n = self.input.u32()? as i32;
+                if n < 0 {
+                    return Err(corrupt(format!("negative LONG4 length at {}", self.at(pos))));
+                }
+                let bytes = self.input.bytes(n as u64)?;
+                let v = self.long_from_le(bytes);
+                self.push(v);
+            }
+            op::INT => {
+                let line = self.line(pos)?;
+                let v = match line.as_slice() {
+                    b"00" => Value::Bool(false),
+                    b"01" => Value::Bool(true),
+                    digits => self.decimal(digits, pos)?,
+                };
+                self.push(v);
+            }
+            op::LONG => {
+                let mut line = self.line(pos)?;
+                if line.last() == Some(&b'L') {
+                    line.pop();
+                }
+                let v = self.decimal(&line, pos)?;
+                self.push(v);
+            }
+            op::FLOAT => {
+                let line = self.line(pos)?;
+                let f = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .ok_or_else(|| corrupt(format!("bad FLOAT at {}", self.at(pos))))?;
+                self.push(Value::Float(f));
+            }
+            op::BINFLOAT => {
+                let bits = self.input.u64_be()?;
+                self.push(Value::Float(f64::from_bits(bits)));
+            }
+            op::STRING => {
+                let line = self.line(pos)?;
+                let bytes = text::python_string_literal(&line)
+                    .ok_or_else(|| corrupt(format!("bad STRING literal at {}", self.at(pos))))?;
+                let v = self.py2_string(bytes);
+                self.push(v);
+            }
+            op::BINSTRING => {
+                let n = self.input.u32()? as i32;
+                if n < 0 {
+                    return Err(corrupt(format!("negative BINSTRING length at {}", self.at(pos))));
+                }
+                let bytes = self.input.bytes(n as u64)?;
+                let v = self.py2_string(bytes);
+                self.push(v);
+            }
+            op::SHORT_BINSTRING => {
+                let n = self.input.u8()? as u64;
+                let bytes = self.input.bytes(n)?;
+                let v = self.py2_string(bytes);
+                self.push(v);
+            }
+            op::UNICODE => {
+                let line = self.line(pos)?;
+                let s = text::raw_unicode_escape(&line)
+                    .ok_or_else(|| corrupt(format!("bad UNICODE literal at {}", self.at(pos))))?;
+                let v = self.alloc(Obj::Str(s));
+                self.push(v);
+            }
+            op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
+                let n = match code {
+                    op::SHORT_BINUNICODE => self.input.u8()? as u64,
+                    op::BINUNICODE => self.input.u32()? as u64,
+                    _ => self.input.u64()?,
+                };
+                let bytes = self.input.bytes(n)?;
+                let s = String::from_utf8(bytes)
+                    .map_err(|_| corrupt(format!("string at {} is not UTF-8", self.at(pos))))?;
+                let v = self.alloc(Obj::Str(s));
+                self.push(v);
+            }
+            op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
+                let n = match code {
+                    op::SHORT_BINBYTES => self.input.u8()? as u64,
+                    op::BINBYTES => self.input.u32()? as u64,
+                    _ => self.input.u64()?,
+                };
+                let bytes = self.input.bytes(n)?;
+                let v = self.alloc(Obj::Bytes(bytes));
+                self.push(v);
+            }
+            op::NEXT_BUFFER | op::READONLY_BUFFER => {
+                return Err(unsupported(
+                    format!("out-of-band pickle buffer at {}", self.at(pos)),
+                    "torch.save never writes out-of-band buffers; re-save the checkpoint with torch.save",
+                ))
+            }
+            op::EMPTY_TUPLE => {
+                let v = self.alloc(Obj::Tuple(Vec::new()));
+                self.push(v);
+            }
+            op::TUPLE => {
+                let items = self.pop_mark(pos)?;
+                let v = self.alloc(Obj::Tuple(items));
+                self.push(v);
+            }
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let n = (code - op::TUPLE1 + 1) as usize;
+                let mut items = vec![Value::None; n];
+                for slot in items.iter_mut().rev() {
+                    *slot = self.pop(pos)?;
+                }
+                let v = self.alloc(Obj::Tuple(items));
+                self.push(v);
+            }
+            op::EMPTY_LIST => {
+                let v = self.alloc(Obj::List(Vec::new()));
+                self.push(v);
+            }
+            op::LIST => {
+                let items = self.pop_mark(pos)?;
+                let v = self.alloc(Obj::List(items));
+                self.push(v);
+            }
+            op::APPEND => {
+                let item = self.pop(pos)?;
+                let target = self.top(pos)?;
+                self.extend_list(target, vec![item], pos)?;
+            }
+            op::APPENDS => {
+                let items = self.pop_mark(pos)?;
+                let target = self.top(pos)?;
+                self.extend_list(target, items, pos)?;
+            }
+            op::EMPTY_DICT => {
+                let v = self.alloc(Obj::Dict(Dict::default()));
+                self.push(v);
+            }
+            op::DICT => {
+                let items = self.pop_mark(pos)?;
+                let v = self.alloc(Obj::Dict(Dict::default()));
+                self.set_items(v, items, pos)?;
+                self.push(v);
+            }
+            op::SETITEM => {
+                let value = self.pop(pos)?;
+                let key = self.pop(pos)?;
+                let target = self.top(pos)?;
+                self.set_items(target, vec![key, value], pos)?;
+            }
+            op::SETITEMS => {
+                let items = self.pop_mark(pos)?;
+                let target = self.top(pos)?;
+                self.set_items(target, items, pos)?;
+            }
+            op::EMPTY_SET => {
+                let v = self.alloc(Obj::Set(Vec::new()));
+                self.push(v);
+            }
+            op::ADDITEMS => {
+                let items = self.pop_mark(pos)?;
+                let target = self.top(pos)?;
+                match target {
+                    Value::Obj(id) => match self.m.heap.get_mut(id) {
+                        Obj::Set(s) => s.extend(items),
+                        _ => return Err(self.bad_target("ADDITEMS", target, pos)),
+                    },
+                    _ => return Err(self.bad_target("ADDITEMS", target, pos)),
+                }
+            }
+            op::FROZENSET => {
+                let items = self.pop_mark(pos)?;
+                let v = self.alloc(Obj::Set(items));
+                self.push(v);
+            }
+            op::GET => {
+                let key = self.line_number(pos)?;
+                let v = self.memo_get(key, pos)?;
+                self.push(v);
+            }
+            op::BINGET => {
+                let key = self.input.u8()? as u64;
+                let v = self.memo_get(key, pos)?;
+                self.push(v);
+            }
+            op::LONG_BINGET => {
+                let key = self.input.u32()? as u64;
+                let v = self.memo_get(key, pos)?;
+                self.push(v);
+            }
+            op::PUT => {
+                let key = self.line_number(pos)?;
+                self.memo_put(key, pos)?;
+            }
+            op::BINPUT => {
+                let key = self.input.u8()? as u64;
+                self.memo_put(key, pos)?;
+            }
+            op::LONG_BINPUT => {
+                let key = self.input.u32()? as u64;
+                self.memo_put(key, pos)?;
+            }
+            op::MEMOIZE => {
+                let key = self.memo.len() as u64;
+                self.memo_put(key, pos)?;
+            }
+            op::GLOBAL => {
+                let module = self.line(pos)?;
+                let name = self.line(pos)?;
+                let g = self.global(&module, &name, pos)?;
+                self.push(g);
+            }
+            op::STACK_GLOBAL => {
+                let name = self.pop(pos)?;
+                let module = self.pop(pos)?;
+                let (Some(module), Some(name)) = (self.m.heap.str(module), self.m.heap.str(name))
+                else {
+                    return Err(corrupt(format!(
+                        "STACK_GLOBAL at {} needs two strings",
+                        self.at(pos)
+                    )));
+                };
+                let (module, name) = (module.as_bytes().to_vec(), name.as_bytes().to_vec());
+                let g = self.global(&module, &name, pos)?;
+                self.push(g);
+            }
+            op::INST => {
+                let module = self.line(pos)?;
+                let name = self.line(pos)?;
+                let cls = self.global(&module, &name, pos)?;
+                let args = self.pop_mark(pos)?;
+                let args = self.alloc(Obj::Tuple(args));
+                let v = self.call(cls, args, pos)?;
+                self.push(v);
+            }
+            op::OBJ => {
+                let mut items = self.pop_mark(pos)?;
+                if items.is_empty() {
+                    return Err(corrupt(format!("OBJ at {} without a class", self.at(pos))));
+                }
+                let cls = items.remove(0);
+                let args = self.alloc(Obj::Tuple(items));
+                let v = self.call(cls, args, pos)?;
+                self.push(v);
+            }
+            op::REDUCE => {
+                let args = self.pop(pos)?;
+                let func = self.pop(pos)?;
+                let v = self.call(func, args, pos)?;
+                self.push(v);
+            }
+            op::NEWOBJ => {
+                let args = self.pop(pos)?;
+                let cls = self.pop(pos)?;
+                let v = self.call(cls, args, pos)?;
+                self.push(v);
+            }
+            op::NEWOBJ_EX => {
+                let kwargs = self.pop(pos)?;
+                let args = self.pop(pos)?;
+                let cls = self.pop(pos)?;
+                let empty_kwargs = matches!(self.m.heap.obj(kwargs), Some(Obj::Dict(d)) if d.entries.is_empty());
+                if !empty_kwargs {
+                    return Err(unsupported(
+                        format!("NEWOBJ_EX with keyword arguments at {}", self.at(pos)),
+                        "no allowlisted type takes keyword arguments",
+                    ));
+                }
+                let v = self.call(cls, args, pos)?;
+                self.push(v);
+            }
+            op::BUILD => {
+                let state = self.pop(pos)?;
+                let target = self.top(pos)?;
+                self.build(target, state, pos)?;
+            }
+            op::BINPERSID => {
+                let pid = self.pop(pos)?;
+                let v = self.persistent_load(pid, pos)?;
+                self.push(v);
+            }
+            op::PERSID => {
+                return Err(unsupported(
+                    format!("text persistent id (PERSID) at {}", self.at(pos)),
+                    "torch cannot load protocol-0 checkpoints either; re-save with the default protocol",
+                ))
+            }
+            op::EXT1 | op::EXT2 | op::EXT4 => {
+                return Err(unsupported(
+                    format!("copyreg extension code at {}", self.at(pos)),
+                    "extension codes name globals indirectly; torch.save never writes them",
+                ))
+            }
+            other => {
+                return Err(corrupt(format!(
+                    "unknown pickle opcode 0x{other:02x} at {}",
+                    self.at(pos)
+                )))
+            }
+        }
+        Ok(false)
+    }
+
+    fn line(&mut self, pos: u64) -> Result<Vec<u8>> {
+        self.input.line(MAX_LINE).map_err(|e| {
+            if e.message.contains("end of") {
+                corrupt(format!("unterminated text argument at {}", self.at(pos)))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn line_number(&mut self, pos: u64) -> Result<u64> {
+        let line = self.line(pos)?;
+        std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| corrupt(format!("bad memo index at {}", self.at(pos))))
+    }
+
+    fn decimal(&mut self, digits: &[u8], pos: u64) -> Result<Value> {
+        match text::decimal_to_le(digits) {
+            Some(bytes) => Ok(self.long_from_le(bytes)),
+            None => Err(corrupt(format!("bad integer literal at {}", self.at(pos)))),
+        }
+    }
+
+    /// A Python int from little-endian two's complement bytes.
+    fn long_from_le(&mut self, bytes: Vec<u8>) -> Value {
+        if bytes.len() <= 8 {
+            let mut v: i64 = 0;
+            for (i, b) in bytes.iter().enumerate() {
+                v |= (*b as i64) << (8 * i);
+            }
+            if let Some(&last) = bytes.last() {
+                let bits = 8 * bytes.len();
+                if last & 0x80 != 0 && bits < 64 {
+                    v -= 1i64 << bits;
+                }
+            }
+            Value::Int(v)
+        } else {
+            self.alloc(Obj::BigInt(bytes))
+        }
+    }
+
+    /// Python 2 `str`: text if it is UTF-8, bytes otherwise.
+    fn py2_string(&mut self, bytes: Vec<u8>) -> Value {
+        match String::from_utf8(bytes) {
+            Ok(s) => self.alloc(Obj::Str(s)),
+            Err(e) => self.alloc(Obj::Bytes(e.into_bytes())),
+        }
+    }
+
+    fn bad_target(&self, opcode: &str, target: Value, pos: u64) -> crate::error::Refusal {
+        corrupt(format!(
+            "{opcode} at {} applied to a {} (only built-in containers are allowed)",
+            self.at(pos),
+            self.m.heap.type_name(target)
+        ))
+    }
+
+    fn extend_list(&mut self, target: Value, items: Vec<Value>, pos: u64) -> Result<()> {
+        if let Value::Obj(id) = target {
+            if let Obj::List(l) = self.m.heap.get_mut(id) {
+                l.extend(items);
+                return Ok(());
+            }
+        }
+        Err(self.bad_target("APPEND", target, pos))
+    }
+
+    fn set_items(&mut self, target: Value, items: Vec<Value>, pos: u64) -> Result<()> {
+        if items.len() % 2 != 0 {
+            return Err(corrupt(format!(
+                "SETITEMS at {} with an odd number of values",
+                self.at(pos)
+            )));
+        }
+        let keys: Vec<Key> = items.chunks(2).map(|kv| self.m.heap.key(kv[0])).collect();
+        if let Value::Obj(id) = target {
+            if let Obj::Dict(d) = self.m.heap.get_mut(id) {
+                for (key, kv) in keys.into_iter().zip(items.chunks(2)) {
+                    d.insert(key, kv[0], kv[1]);
+                }
+                return Ok(());
+            }
+        }
+        Err(self.bad_target("SETITEM", target, pos))
+    }
+
+    fn global(&mut self, module: &[u8], name: &[u8], pos: u64) -> Result<Value> {
+        let valid = |s: &[u8]| {
+            !s.is_empty()
+                && s.iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+        };
+        let display = format!(
+            "{}.{}",
+            String::from_utf8_lossy(module),
+            String::from_utf8_lossy(name)
+        );
+        if !valid(module) || !valid(name) {
+            // Covers `\r\n` line endings, empty names and non-identifiers,
+            // which torch rejects or which only a crafted file contains.
+            return Err(refuse_global(&display, &self.at(pos)));
+        }
+        let (module, name) = (
+            std::str::from_utf8(module).expect("ASCII"),
+            std::str::from_utf8(name).expect("ASCII"),
+        );
+        match globals::resolve(module, name, &self.at(pos))? {
+            Some(g) => {
+                self.m.globals.insert(display);
+                Ok(self.alloc(Obj::Global(g)))
+            }
+            None => Err(refuse_global(&display, &self.at(pos))),
+        }
+    }
+
+    fn build(&mut self, target: Value, state: Value, pos: u64) -> Result<()> {
+        match self.m.heap.obj(target) {
+            // `model.state_dict()` carries `_metadata` as OrderedDict instance
+            // state: attributes, not entries, and nothing to convert.
+            Some(Obj::Dict(_)) => match self.m.heap.obj(state) {
+                Some(Obj::Dict(_)) => Ok(()),
+                _ => Err(corrupt(format!(
+                    "BUILD at {} gives a dict non-dict state",
+                    self.at(pos)
+                ))),
+            },
+            _ => Err(unsupported(
+                format!(
+                    "BUILD at {} sets state on a {}",
+                    self.at(pos),
+                    self.m.heap.type_name(target)
+                ),
+                "only plain state dicts are converted; save model.state_dict(), not the model",
+            )),
+        }
+    }
+
+    fn args<'a>(&'a self, args: Value, what: &str, pos: u64) -> Result<&'a [Value]> {
+        self.m.heap.tuple(args).ok_or_else(|| {
+            corrupt(format!(
+                "{what} at {} called with a {} instead of an argument tuple",
+                self.at(pos),
+                self.m.heap.type_name(args)
+            ))
+        })
+    }
+
+    fn arity(&self, what: &str, args: &[Value], ok: &[usize], pos: u64) -> Result<()> {
+        if ok.contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "{what} at {} called with {} arguments",
+                self.at(pos),
+                args.len()
+            )))
+        }
+    }
+
+    /// REDUCE / NEWOBJ / OBJ / INST: call an allowlisted global.
+    fn call(&mut self, func: Value, args: Value, pos: u64) -> Result<Value> {
+        let Some(Obj::Global(g)) = self.m.heap.obj(func) else {
+            return Err(corrupt(format!(
+                "call at {} of a {}, which is not callable",
+                self.at(pos),
+                self.m.heap.type_name(func)
+            )));
+        };
+        let g = *g;
+        let a = self.args(args, "call", pos)?.to_vec();
+        match g {
+            Global::RebuildTensor => {
+                self.arity("_rebuild_tensor", &a, &[4], pos)?;
+                self.rebuild_tensor(&a[..4], None, pos)
+            }
+            Global::RebuildTensorV2 => {
+                self.arity("_rebuild_tensor_v2", &a, &[6, 7], pos)?;
+                self.check_tensor_metadata(a.get(6).copied(), pos)?;
+                self.rebuild_tensor(&a[..4], None, pos)
+            }
+            Global::RebuildTensorV3 => {
+                self.arity("_rebuild_tensor_v3", &a, &[7, 8], pos)?;
+                self.check_tensor_metadata(a.get(7).copied(), pos)?;
+                let dtype = match self.m.heap.obj(a[6]) {
+                    Some(Obj::Global(Global::Dtype(d))) => *d,
+                    Some(Obj::Global(Global::OtherDtype(what))) => {
+                        return Err(globals::refuse_dtype(what, "torch", what, &self.at(pos)))
+                    }
+                    _ => {
+                        return Err(corrupt(format!(
+                            "_rebuild_tensor_v3 at {} without a dtype",
+                            self.at(pos)
+                        )))
+                    }
+                };
+                self.rebuild_tensor(&a[..4], Some(dtype), pos)
+            }
+            Global::RebuildParameter | Global::RebuildParameterWithState => {
+                let n = if g == Global::RebuildParameter { 3 } else { 4 };
+                self.arity("_rebuild_parameter", &a, &[n], pos)?;
+                self.expect_tensor(a[0], "_rebuild_parameter", pos)?;
+                Ok(a[0])
+            }
+            Global::RebuildFromTypeV2 => {
+                self.arity("_rebuild_from_type_v2", &a, &[4], pos)?;
+                if !matches!(
+                    self.m.heap.obj(a[1]),
+                    Some(Obj::Global(Global::TensorClass))
+                ) {
+                    return Err(unsupported(
+                        format!("tensor subclass at {}", self.at(pos)),
+                        "only torch.Tensor and nn.Parameter are converted",
+                    ));
+                }
+                match self.m.heap.obj(a[0]) {
+                    Some(Obj::Global(
+                        Global::RebuildTensor | Global::RebuildTensorV2 | Global::RebuildTensorV3,
+                    )) => {}
+                    _ => return Err(corrupt(format!(
+                        "_rebuild_from_type_v2 at {} with a function that is not a tensor rebuild",
+                        self.at(pos)
+                    ))),
+                }
+                // The state holds Python attributes of the tensor object; the
+                // data is all in the rebuilt tensor.
+                let t = self.call(a[0], a[2], pos)?;
+                Ok(t)
+            }
+            Global::OrderedDict => {
+                if !a.is_empty() {
+                    return Err(corrupt(format!(
+                        "OrderedDict at {} built with arguments",
+                        self.at(pos)
+                    )));
+                }
+                Ok(self.alloc(Obj::Dict(Dict::default())))
+            }
+            Global::TorchSize => {
+                self.arity("torch.Size", &a, &[0, 1], pos)?;
+                let dims = match a.first() {
+                    None => Vec::new(),
+                    Some(&t) => self.int_tuple(t, "torch.Size", pos)?,
+                };
+                let items = dims.into_iter().map(|d| Value::Int(d as i64)).collect();
+                Ok(self.alloc(Obj::Tuple(items)))
+            }
+            Global::TorchDevice => {
+                self.arity("torch.device", &a, &[1, 2], pos)?;
+                Ok(self.alloc(Obj::Opaque("torch.device")))
+            }
+            Global::CodecsEncode => {
+                self.arity("_codecs.encode", &a, &[2], pos)?;
+                let (Some(s), Some(enc)) = (self.m.heap.str(a[0]), self.m.heap.str(a[1])) else {
+                    return Err(corrupt(format!(
+                        "_codecs.encode at {} needs two strings",
+                        self.at(pos)
+                    )));
+                };
+                if enc != "latin1" && enc != "latin-1" {
+                    return Err(unsupported(
+                        format!("_codecs.encode to {} at {}", crate::error::printable(enc), self.at(pos)),
+                        "protocol 2 encodes bytes as latin1; other codecs are not needed by checkpoints",
+                    ));
+                }
+                let bytes: Option<Vec<u8>> =
+                    s.chars().map(|c| u8::try_from(c as u32).ok()).collect();
+                let bytes = bytes.ok_or_else(|| {
+                    corrupt(format!(
+                        "_codecs.encode at {}: not latin1 text",
+                        self.at(pos)
+                    ))
+                })?;
+                Ok(self.alloc(Obj::Bytes(bytes)))
+            }
+            Global::Set | Global::FrozenSet => {
+                self.arity("set", &a, &[0, 1], pos)?;
+                let items = match a.first() {
+                    None => Vec::new(),
+                    Some(&v) => match self.m.heap.obj(v) {
+                        Some(Obj::List(l) | Obj::Tuple(l) | Obj::Set(l)) => l.clone(),
+                        _ => {
+                            return Err(corrupt(format!(
+                                "set at {} built from a non-sequence",
+                                self.at(pos)
+                            )))
+                        }
+                    },
+                };
+                Ok(self.alloc(Obj::Set(items)))
+            }
+            Global::Bytearray => {
+                self.arity("bytearray", &a, &[0, 1], pos)?;
+                let bytes = match a.first().map(|&v| self.m.heap.obj(v)) {
+                    None => Vec::new(),
+                    Some(Some(Obj::Bytes(b))) => b.clone(),
+                    _ => {
+                        return Err(corrupt(format!(
+                            "bytearray at {} built from a non-bytes value",
+                            self.at(pos)
+                        )))
+                    }
+                };
+                Ok(self.alloc(Obj::Bytes(bytes)))
+            }
+            Global::TensorClass
+            | Global::StorageClass { .. }
+            | Global::Dtype(_)
+            | Global::OtherDtype(_) => Err(unsupported(
+                format!(
+                    "call of a torch {} at {}",
+                    g.value_type_name(),
+                    self.at(pos)
+                ),
+                "torch.save never constructs these by calling them; the file was crafted",
+            )),
+        }
+    }
+
+    /// `_rebuild_tensor_v2`'s optional metadata carries the neg/conj bits;
+    /// a set bit would change the values, so only an empty dict is accepted.
+    fn check_tensor_metadata(&self, metadata: Option<Value>, pos: u64) -> Result<()> {
+        match metadata {
+            None | Some(Value::None) => Ok(()),
+            Some(v) => match self.m.heap.obj(v) {
+                Some(Obj::Dict(d)) if d.entries.is_empty() => Ok(()),
+                _ => Err(unsupported(
+                    format!("tensor metadata (neg/conj bit) at {}", self.at(pos)),
+                    "resolve the view in PyTorch (tensor.resolve_neg()) before saving",
+                )),
+            },
+        }
+    }
+
+    fn expect_tensor(&self, v: Value, what: &str, pos: u64) -> Result<()> {
+        match self.m.heap.obj(v) {
+            Some(Obj::Tensor(_)) => Ok(()),
+            _ => Err(corrupt(format!(
+                "{what} at {} wraps a {}, not a tensor",
+                self.at(pos),
+                self.m.heap.type_name(v)
+            ))),
+        }
+    }
+
+    fn int(&self, v: Value, what: &str, pos: u64) -> Result<u64> {
+        match v {
+            Value::Int(i) if i >= 0 => Ok(i as u64),
+            _ => Err(corrupt(format!(
+                "{what} at {}: expected a non-negative integer, found {}",
+                self.at(pos),
+                self.m.heap.type_name(v)
+            ))),
+        }
+    }
+
+    fn int_tuple(&self, v: Value, what: &str, pos: u64) -> Result<Vec<u64>> {
+        let items = self
+            .m
+            .heap
+            .tuple(v)
+            .ok_or_else(|| corrupt(format!("{what} at {}: expected a tuple", self.at(pos))))?;
+        if items.len() > MAX_DIMS {
+            return Err(limit(format!(
+                "{what} at {} has {} dimensions (at most {MAX_DIMS})",
+                self.at(pos),
+                items.len()
+            )));
+        }
+        items.iter().map(|&i| self.int(i, what, pos)).collect()
+    }
+
+    /// Builds a tensor and checks that the view lies inside its storage.
+    fn rebuild_tensor(&mut self, a: &[Value], dtype: Option<DType>, pos: u64) -> Result<Value> {
+        let storage = match self.m.heap.obj(a[0]) {
+            Some(Obj::Storage(s)) => *s,
+            _ => {
+                return Err(corrupt(format!(
+                    "tensor at {} has a {} where its storage belongs",
+                    self.at(pos),
+                    self.m.heap.type_name(a[0])
+                )))
+            }
+        };
+        let offset = self.int(a[1], "tensor storage offset", pos)?;
+        let shape = self.int_tuple(a[2], "tensor shape", pos)?;
+        let stride = self.int_tuple(a[3], "tensor stride", pos)?;
+        if shape.len() != stride.len() {
+            return Err(corrupt(format!(
+                "tensor at {} has {} sizes but {} strides",
+                self.at(pos),
+                shape.len(),
+                stride.len()
+            )));
+        }
+        let decl = &self.m.storages.decls[storage.decl];
+        let dtype = dtype.unwrap_or(decl.dtype);
+        let itemsize = dtype.size();
+        let overflow = || {
+            corrupt(format!(
+                "tensor at {}: size arithmetic overflows",
+                self.at(pos)
+            ))
+        };
+        let mut numel: u64 = 1;
+        let mut last: u64 = 0;
+        for (&size, &st) in shape.iter().zip(&stride) {
+            numel = numel.checked_mul(size).ok_or_else(overflow)?;
+            if size > 0 {
+                last = (size - 1)
+                    .checked_mul(st)
+                    .and_then(|x| x.checked_add(last))
+                    .ok_or_else(overflow)?;
+            }
+        }
+        // Bytes the view needs from the start of its storage.
+        let needed = if numel == 0 {
+            offset.checked_mul(itemsize).ok_or_else(overflow)?
+        } else {
+            offset
+                .checked_add(last)
+                .and_then(|x| x.checked_add(1))
+                .and_then(|x| x.checked_mul(itemsize))
+                .ok_or_else(overflow)?
+        };
+        numel.checked_mul(itemsize).ok_or_else(overflow)?;
+        if needed > storage.nbytes {
+            return Err(corrupt(format!(
+                "tensor at {} reaches byte {needed} of storage {} which has {} bytes",
+                self.at(pos),
+                crate::error::printable(&decl.key),
+                storage.nbytes
+            )));
+        }
+        Ok(self.alloc(Obj::Tensor(TensorDesc {
+            storage,
+            dtype,
+            offset,
+            shape,
+            stride,
+        })))
+    }
+
+    fn persistent_load(&mut self, pid: Value, pos: u64) -> Result<Value> {
+        let Some(items) = self.m.heap.tuple(pid).map(<[Value]>::to_vec) else {
+            return Err(corrupt(format!(
+                "persistent id at {} is a {}, not a tuple",
+                self.at(pos),
+                self.m.heap.type_name(pid)
+            )));
+        };
+        let tag = items.first().and_then(|&v| self.m.heap.str(v));
+        match tag {
+            Some("storage") => {}
+            Some("module") => {
+                return Err(unsupported(
+                    format!(
+                        "pickled module source at {} (a whole-model save)",
+                        self.at(pos)
+                    ),
+                    "save model.state_dict() instead of the model object",
+                ))
+            }
+            _ => {
+                return Err(corrupt(format!(
+                    "persistent id at {} is not a storage reference",
+                    self.at(pos)
+                )))
+            }
+        }
+        let expected = match self.m.pid_style {
+            PidStyle::Zip => 5,
+            PidStyle::Legacy => 6,
+        };
+        if items.len() != expected {
+            return Err(corrupt(format!(
+                "storage reference at {} has {} fields, expected {expected}",
+                self.at(pos),
+                items.len()
+            )));
+        }
+        let (dtype, untyped) = match self.m.heap.obj(items[1]) {
+            Some(Obj::Global(Global::StorageClass { dtype, untyped })) => (*dtype, *untyped),
+            _ => {
+                return Err(corrupt(format!(
+                    "storage reference at {} names no storage class",
+                    self.at(pos)
+                )))
+            }
+        };
+        let key = self.storage_key(items[2], pos)?;
+        if self.m.heap.str(items[3]).is_none() {
+            return Err(corrupt(format!(
+                "storage reference at {} has no location string",
+                self.at(pos)
+            )));
+        }
+        let numel = self.int(items[4], "storage size", pos)?;
+        let nbytes = if untyped {
+            numel
+        } else {
+            numel
+                .checked_mul(dtype.size())
+                .ok_or_else(|| corrupt(format!("storage size at {} overflows", self.at(pos))))?
+        };
+        let decl = StorageDecl {
+            key: key.clone(),
+            dtype,
+            nbytes,
+        };
+        let index = match self.m.storages.by_key.get(&key) {
+            Some(&i) => {
+                if self.m.storages.decls[i] != decl {
+                    return Err(corrupt(format!(
+                        "storage {} is declared again at {} with another type or size",
+                        crate::error::printable(&key),
+                        self.at(pos)
+                    )));
+                }
+                i
+            }
+            None => {
+                let i = self.m.storages.decls.len();
+                self.m.storages.decls.push(decl);
+                self.m.storages.by_key.insert(key, i);
+                i
+            }
+        };
+        let whole = StorageRef {
+            decl: index,
+            byte_offset: 0,
+            nbytes,
+        };
+        let storage = if self.m.pid_style == PidStyle::Legacy && items[5] != Value::None {
+            self.legacy_view(whole, dtype, items[5], pos)?
+        } else {
+            whole
+        };
+        Ok(self.alloc(Obj::Storage(storage)))
+    }
+
+    /// Legacy `view_metadata = (view_key, offset, size)`, in elements.
+    fn legacy_view(
+        &mut self,
+        root: StorageRef,
+        dtype: DType,
+        meta: Value,
+        pos: u64,
+    ) -> Result<StorageRef> {
+        let Some(&[key, offset, size]) = self.m.heap.tuple(meta) else {
+            return Err(corrupt(format!(
+                "bad storage view metadata at {}",
+                self.at(pos)
+            )));
+        };
+        let key = self.storage_key(key, pos)?;
+        let offset = self.int(offset, "storage view offset", pos)?;
+        let size = self.int(size, "storage view size", pos)?;
+        let byte_offset = offset.checked_mul(dtype.size());
+        let nbytes = size.checked_mul(dtype.size());
+        let view = match (byte_offset, nbytes) {
+            (Some(o), Some(n)) if o.checked_add(n).is_some_and(|end| end <= root.nbytes) => {
+                StorageRef {
+                    decl: root.decl,
+                    byte_offset: o,
+                    nbytes: n,
+                }
+            }
+            _ => {
+                return Err(corrupt(format!(
+                    "storage view at {} reaches past its storage",
+                    self.at(pos)
+                )))
+            }
+        };
+        match self.m.storages.views.get(&key) {
+            Some(existing) if *existing != view => Err(corrupt(format!(
+                "storage view {} is declared again at {} differently",
+                crate::error::printable(&key),
+                self.at(pos)
+            ))),
+            _ => {
+                self.m.storages.views.insert(key, view);
+                Ok(view)
+            }
+        }
+    }
+
+    /// Storage keys become record names (`data/<key>`), so only plain names
+    /// are accepted: no separators, no `..`.
+    fn storage_key(&self, v: Value, pos: u64) -> Result<String> {
+        let key =
+            self.m.heap.str(v).ok_or_else(|| {
+                corrupt(format!("storage key at {} is not a string", self.at(pos)))
+            })?;
+        let plain = !key.is_empty()
+            && key.len() <= 64
+            && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if !plain {
+            return Err(corrupt(format!(
+                "storage key {:?} at {} is not a plain name",
+                crate::error::printable(key),
+                self.at(pos)
+            )));
+        }
+        Ok(key.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Decoding of protocol-0 text arguments (STRING, UNICODE, INT, LONG).
+
+/// A Python string literal as `repr` writes it: `'...'` or `"..."` with
+/// backslash escapes. Returns the raw bytes.
+pub fn python_string_literal(line: &[u8]) -> Option<Vec<u8>> {
+    let (&q, rest) = line.split_first()?;
+    if q != b'\'' && q != b'"' {
+        return None;
+    }
+    let (&last, body) = rest.split_last()?;
+    if last != q {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let e = *body.get(i)?;
+        i += 1;
+        match e {
+            b'\\' => out.push(b'\\'),
+            b'\'' => out.push(b'\''),
+            b'"' => out.push(b'"'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            b'x' => {
+                let hex = body.get(i..i + 2)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b'0'..=b'7' => {
+                let mut v = (e - b'0') as u32;
+                for _ in 0..2 {
+                    match body.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(u8::try_from(v).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Python's `raw-unicode-escape`: bytes are Latin-1 except `\uXXXX` and
+/// `\UXXXXXXXX`.
+pub fn raw_unicode_escape(line: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c == b'\\' && matches!(line.get(i + 1), Some(b'u' | b'U')) {
+            let n = if line[i + 1] == b'u' { 4 } else { 8 };
+            let hex = line.get(i + 2..i + 2 + n)?;
+            let cp = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(char::from_u32(cp)?);
+            i += 2 + n;
+        } else {
+            out.push(c as char);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// A decimal integer literal as little-endian two's complement bytes
+/// (minimal length, at least one byte).
+pub fn decimal_to_le(digits: &[u8]) -> Option<Vec<u8>> {
+    let (neg, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || digits.len() > 10_000 {
+        return None;
+    }
+    // Magnitude in base 256, little-endian.
+    let mut mag: Vec<u8> = vec![0];
+    for &d in digits {
+        let mut carry = (d - b'0') as u32;
+        for b in mag.iter_mut() {
+            let v = *b as u32 * 10 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            mag.push(carry as u8);
+            carry >>= 8;
+        }
+    }
+    // Room for the sign bit.
+    if mag.last().is_some_and(|&b| b & 0x80 != 0) {
+        mag.push(0);
+    }
+    if neg {
+        // Two's complement: invert and add one.
+        let mut carry = 1u16;
+        for b in mag.iter_mut() {
+            let v = (!*b) as u16 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+    }
+    // Trim redundant sign bytes.
+    while mag.len() > 1 {
+        let n = mag.len();
+        let (last, prev) = (mag[n - 1], mag[n - 2]);
+        if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
+            mag.pop();
+        } else {
+            break;
+        }
+    }
+    Some(mag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_matches_python_long_encoding() {
+        // Values from CPython's pickle.encode_long.
+        assert_eq!(decimal_to_le(b"0").unwrap(), vec![0]);
+        assert_eq!(decimal_to_le(b"255").unwrap(), vec![0xff, 0x00]);
+        assert_eq!(decimal_to_le(b"-256").unwrap(), vec![0x00, 0xff]);
+        assert_eq!(decimal_to_le(b"-128").unwrap(), vec![0x80]);
+        assert_eq!(decimal_to_le(b"127").unwrap(), vec![0x7f]);
+        // torch's legacy MAGIC_NUMBER.
+        assert_eq!(
+            decimal_to_le(b"119547037146038801333356").unwrap(),
+            vec![0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]
+        );
+        assert!(decimal_to_le(b"12a").is_none());
+    }
+
+    #[test]
+    fn string_literals() {
+        assert_eq!(python_string_literal(b"'os'").unwrap(), b"os");
+        assert_eq!(python_string_literal(br"'a\'b\x41\n'").unwrap(), b"a'bA\n");
+        assert!(python_string_literal(b"'unterminated").is_none());
+        assert_eq!(raw_unicode_escape(br"caf\u00e9").unwrap(), "café");
+    }
+}

@@ -1,0 +1,117 @@
+//! The legacy format (torch 0.1.10 to 1.5, or `_use_new_zipfile_serialization
+//! =False`): five pickles (magic number, protocol 1001, sys_info, the object,
+//! the sorted storage keys), then each storage as an int64 element count and
+//! its raw little-endian bytes, in key-list order, to the end of the file.
+
+use super::{Parsed, StorageData};
+use crate::error::{corrupt, format, unsupported, Result};
+use crate::pickle::{Machine, Obj, PidStyle, Value};
+use crate::source::Source;
+use std::collections::HashMap;
+
+/// `torch.serialization.MAGIC_NUMBER`, as LONG1 bytes.
+const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+const PROTOCOL_VERSION: i64 = 1001;
+
+pub fn parse(src: &dyn Source) -> Result<Parsed> {
+    let end = src.len();
+    let mut m = Machine::new(PidStyle::Legacy);
+
+    let magic = m.load(src, 0, end, "")?;
+    let is_magic = matches!(m.heap.obj(magic.value), Some(Obj::BigInt(b)) if *b == MAGIC);
+    if !is_magic {
+        return Err(format(
+            "a pickle, but not a torch checkpoint: the legacy magic number is missing",
+        ));
+    }
+    let proto = m.load(src, magic.end, end, "")?;
+    if proto.value != Value::Int(PROTOCOL_VERSION) {
+        return Err(unsupported(
+            "legacy checkpoint with an unknown protocol version",
+            "torch's legacy format is protocol 1001; the file was altered or is from an unknown writer",
+        ));
+    }
+    let sys_info = m.load(src, proto.end, end, "")?;
+    if !matches!(m.heap.obj(sys_info.value), Some(Obj::Dict(_))) {
+        return Err(corrupt("legacy sys_info is not a dict"));
+    }
+    let main = m.load(src, sys_info.end, end, "")?;
+    let keys = m.load(src, main.end, end, "")?;
+    let key_list: Vec<String> = match m.heap.obj(keys.value) {
+        Some(Obj::List(items)) => items
+            .iter()
+            .map(|&v| m.heap.str(v).map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| corrupt("legacy storage key list holds a non-string"))?,
+        _ => return Err(corrupt("legacy storage key list is not a list")),
+    };
+
+    // The key list must name exactly the declared storages, once each.
+    let decls = &m.storages.decls;
+    let by_key: HashMap<&str, usize> = decls
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.key.as_str(), i))
+        .collect();
+    let mut offsets: Vec<Option<u64>> = vec![None; decls.len()];
+    let mut pos = keys.end;
+    for key in &key_list {
+        let shown = crate::error::printable(key);
+        let &i = by_key
+            .get(key.as_str())
+            .ok_or_else(|| corrupt(format!("legacy key list names undeclared storage {shown}")))?;
+        if offsets[i].is_some() {
+            return Err(corrupt(format!(
+                "legacy key list names storage {shown} twice"
+            )));
+        }
+        let mut count = [0u8; 8];
+        src.read_exact_at(pos, &mut count)?;
+        let count = i64::from_le_bytes(count);
+        let d = &decls[i];
+        let expected = d.nbytes / d.dtype.size();
+        if count < 0 || count as u64 != expected {
+            return Err(corrupt(format!(
+                "legacy storage {shown} records {count} elements but its reference declares {expected}"
+            )));
+        }
+        let start = pos + 8;
+        offsets[i] = Some(start);
+        pos = start
+            .checked_add(d.nbytes)
+            .filter(|&e| e <= end)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "legacy storage {shown} runs past the end of the file"
+                ))
+            })?;
+    }
+    if let Some(i) = offsets.iter().position(Option::is_none) {
+        return Err(corrupt(format!(
+            "legacy storage {} is referenced but missing from the key list",
+            crate::error::printable(&decls[i].key)
+        )));
+    }
+    if pos != end {
+        return Err(corrupt(format!(
+            "{} bytes follow the last legacy storage",
+            end - pos
+        )));
+    }
+
+    Ok(Parsed {
+        format: "legacy",
+        protocol: main.protocol,
+        big_endian: false,
+        root: main.value,
+        data: offsets
+            .into_iter()
+            .map(|o| StorageData {
+                offset: o.expect("checked above"),
+                crc32: None,
+            })
+            .collect(),
+        machine: m,
+        other_records: Vec::new(),
+    })
+}

@@ -1,0 +1,231 @@
+//! One conversion, end to end: open and hash the source, run the guest,
+//! validate its output, apply the user's policy choices, publish atomically.
+
+use crate::error::{Error, Kind, Result};
+use crate::output::{self, Pending};
+use crate::sandbox::{Entry, OutputSink, Sandbox};
+use crate::validate;
+use decant_abi::{Outcome, Report};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: PathBuf,
+    /// Defaults to [`default_output`].
+    pub output: Option<PathBuf>,
+    /// Refuse instead of dropping non-tensor entries.
+    pub strict: bool,
+    /// Replace an existing output.
+    pub force: bool,
+}
+
+/// A finished conversion.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Converted {
+    pub source: PathBuf,
+    pub source_sha256: String,
+    pub source_bytes: u64,
+    pub output: PathBuf,
+    pub output_sha256: String,
+    pub output_bytes: u64,
+    pub report: Report,
+    #[serde(skip)]
+    pub started: SystemTime,
+    #[serde(skip)]
+    pub finished: SystemTime,
+}
+
+/// `pytorch_model*.bin` becomes `model*.safetensors` (Hugging Face's naming);
+/// anything else gets its extension replaced.
+pub fn default_output(source: &Path) -> PathBuf {
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let renamed = match name
+        .strip_prefix("pytorch_model")
+        .and_then(|rest| rest.strip_suffix(".bin"))
+    {
+        Some(middle) => format!("model{middle}.safetensors"),
+        None => Path::new(&name)
+            .with_extension("safetensors")
+            .to_string_lossy()
+            .into_owned(),
+    };
+    source.with_file_name(renamed)
+}
+
+/// Opens the source read-only and checks it is a regular file.
+fn open_source(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{} is not a regular file", path.display()),
+            "point decant at a checkpoint file",
+        ));
+    }
+    Ok((file, meta))
+}
+
+/// sha256 of a whole file, read independently of the guest.
+pub fn sha256_file(file: &File) -> std::io::Result<String> {
+    let mut f = file.try_clone()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn refused(r: decant_abi::Refusal) -> Error {
+    Error::new(Kind::Refused, format!("refused: {}", r.message), r.hint)
+}
+
+/// Runs `inspect` in the sandbox.
+pub fn inspect(sandbox: &Sandbox, source: &Path) -> Result<Report> {
+    let (file, _) = open_source(source)?;
+    match sandbox.run(Entry::Inspect, file, None)?.0 {
+        Outcome::Done(report) => {
+            apply_policy(sandbox, &report)?;
+            Ok(report)
+        }
+        Outcome::Refused(r) => Err(refused(r)),
+    }
+}
+
+/// Refusals that depend on the policy's allowlist narrowing.
+fn apply_policy(sandbox: &Sandbox, report: &Report) -> Result<()> {
+    if let Some(allowed) = &sandbox.policy().limits.allowed_globals {
+        if let Some(g) = report.globals.iter().find(|g| !allowed.contains(g)) {
+            return Err(Error::new(
+                Kind::Refused,
+                format!("refused: global {g} is not allowed by the sandbox policy"),
+                format!(
+                    "policy {} narrows the allowlist; use a policy that allows it",
+                    sandbox.policy().origin
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Converts one checkpoint. On any error nothing is left at the output path
+/// and no temp file remains.
+pub fn convert(sandbox: &Sandbox, opts: &Options) -> Result<Converted> {
+    let started = SystemTime::now();
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&opts.source));
+    output::check_target(&output, opts.force)?;
+    let (file, before) = open_source(&opts.source)?;
+    let pending = Pending::new(&output)?;
+    let sink = OutputSink::new(pending.file()?);
+
+    // Hash the source on a second core while the guest converts it.
+    let (source_sha256, run) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| sha256_file(&file));
+        let guest_file = file.try_clone();
+        let run = guest_file
+            .map_err(|e| Error::io("cannot reopen the source", &e))
+            .and_then(|f| sandbox.run(Entry::Convert, f, Some(sink)));
+        (hasher.join(), run)
+    });
+    let source_sha256 = source_sha256
+        .map_err(|_| Error::internal("the hashing thread panicked"))?
+        .map_err(|e| Error::io(format!("cannot read {}", opts.source.display()), &e))?;
+    let (outcome, sink) = run?;
+    let report = match outcome {
+        Outcome::Done(r) => r,
+        Outcome::Refused(r) => return Err(refused(r)),
+    };
+    let sink = sink.ok_or_else(|| Error::internal("the output sink was lost"))?;
+
+    let after = std::fs::metadata(&opts.source)
+        .map_err(|e| Error::io(format!("cannot stat {}", opts.source.display()), &e))?;
+    if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
+        return Err(Error::new(
+            Kind::Io,
+            format!(
+                "{} changed while it was being converted",
+                opts.source.display()
+            ),
+            "convert a file nothing else is writing",
+        ));
+    }
+
+    apply_policy(sandbox, &report)?;
+    if opts.strict && report.dropped_total > 0 {
+        let names: Vec<&str> = report
+            .dropped
+            .iter()
+            .take(5)
+            .map(|d| d.name.as_str())
+            .collect();
+        return Err(Error::new(
+            Kind::Refused,
+            format!(
+                "refused (--strict): {} non-tensor entries would be dropped: {}{}",
+                report.dropped_total,
+                names.join(", "),
+                if report.dropped_total > 5 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+            "run without --strict to drop them (they are listed in the report)",
+        ));
+    }
+
+    let summary = validate::safetensors_file(pending.path(), sink.written)?;
+    validate::matches_report(&summary, &report, sink.written)?;
+    let output_sha256 = hex::encode(sink.hasher.finalize());
+    let output_bytes = sink.written;
+    drop(sink.file);
+    pending.publish(opts.force)?;
+    Ok(Converted {
+        source: opts.source.clone(),
+        source_sha256,
+        source_bytes: before.len(),
+        output,
+        output_sha256,
+        output_bytes,
+        report,
+        started,
+        finished: SystemTime::now(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugging_face_names() {
+        let d = |s: &str| default_output(Path::new(s)).to_string_lossy().into_owned();
+        assert_eq!(d("m/pytorch_model.bin"), "m/model.safetensors");
+        assert_eq!(
+            d("pytorch_model-00001-of-00003.bin"),
+            "model-00001-of-00003.safetensors"
+        );
+        assert_eq!(d("x/last.ckpt"), "x/last.safetensors");
+        assert_eq!(d("weights.pt"), "weights.safetensors");
+        assert_eq!(d("noext"), "noext.safetensors");
+    }
+}

@@ -1,0 +1,531 @@
+//! The wasmtime sandbox the converter runs in.
+//!
+//! The guest gets exactly four host functions (see the `decant-abi` crate):
+//! it can read the source, append to one output, and report once. It has no
+//! WASI, so no clock, randomness, environment or files. Around it:
+//!
+//! - the module's imports are checked against the ABI before instantiation;
+//! - memory is capped by a [`ResourceLimiter`], CPU by fuel (deterministic)
+//!   and by an epoch deadline (wall clock);
+//! - every pointer and length the guest passes is bounds-checked, and host
+//!   work per call is bounded, since epochs cannot interrupt host code;
+//! - engine features are only what a Rust `wasm32-unknown-unknown` build
+//!   needs (no SIMD, threads, memory64, GC), NaNs are canonicalised, so a
+//!   conversion is a pure function of (guest, policy, source).
+
+use crate::error::{Error, Kind, Result};
+use crate::policy::Policy;
+use decant_abi as abi;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Caller, Config, Engine, Extern, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline,
+};
+
+/// How often the epoch ticks; the deadline is checked against a real clock
+/// on every tick, so a late tick cannot stretch it.
+const TICK: Duration = Duration::from_millis(10);
+/// Most table elements a guest may have (GHSA-p8xm-42r7-89xg).
+const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+/// A guest failure detected by the host; traps the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A pointer or length outside guest memory, or over the per-call cap.
+    BadPointer(&'static str),
+    /// Output past the policy's `max_output_bytes`.
+    OutputLimit(u64),
+    /// Linear memory growth past the policy's `memory_bytes`.
+    MemoryLimit(u64),
+    /// Output from an entry point that must not write.
+    UnexpectedOutput,
+    /// `finish` called twice or too large.
+    BadFinish(&'static str),
+    /// The wall-clock deadline passed during a host call.
+    Deadline,
+    /// Writing the output failed.
+    Io(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::BadPointer(call) => write!(f, "guest passed an invalid buffer to {call}"),
+            Fault::OutputLimit(n) => write!(f, "output exceeds the limit of {n} bytes"),
+            Fault::MemoryLimit(n) => write!(f, "guest memory would exceed the limit of {n} bytes"),
+            Fault::UnexpectedOutput => write!(f, "guest wrote output while inspecting"),
+            Fault::BadFinish(why) => write!(f, "guest finish call rejected: {why}"),
+            Fault::Deadline => write!(f, "deadline passed"),
+            Fault::Io(e) => write!(f, "writing the output failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// Where guest output goes: a file, hashed as it is written.
+pub struct OutputSink {
+    pub file: File,
+    pub hasher: Sha256,
+    pub written: u64,
+}
+
+impl OutputSink {
+    pub fn new(file: File) -> Self {
+        OutputSink {
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+}
+
+/// What the guest is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Convert,
+    Inspect,
+}
+
+/// A compiled converter, ready to run once per input.
+pub struct Sandbox {
+    engine: Engine,
+    pre: wasmtime::InstancePre<Host>,
+    policy: Policy,
+    _ticker: Ticker,
+}
+
+struct Host {
+    source: File,
+    source_len: u64,
+    output: Option<OutputSink>,
+    max_output: u64,
+    outcome: Option<Vec<u8>>,
+    deadline: Instant,
+    limiter: Limiter,
+}
+
+struct Limiter {
+    memory_bytes: u64,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            return Err(wasmtime::Error::new(Fault::MemoryLimit(self.memory_bytes)));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// Increments the engine's epoch until the engine is dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn start_ticker(engine: &Engine) -> Ticker {
+    let weak = engine.weak();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        }
+    });
+    Ticker { stop }
+}
+
+/// The engine configuration; every setting is deliberate.
+fn config(policy: &Policy) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(true);
+    c.epoch_interruption(true);
+    c.cranelift_nan_canonicalization(true);
+    c.wasm_simd(false);
+    c.wasm_relaxed_simd(false);
+    c.wasm_multi_memory(false);
+    c.wasm_memory64(false);
+    c.wasm_custom_page_sizes(false);
+    c.wasm_wide_arithmetic(false);
+    c.wasm_stack_switching(false);
+    c.wasm_tail_call(false);
+    // Threads and the component model are not compiled in at all (crate
+    // features), so they need no switch here.
+    c.max_wasm_stack(policy.limits.max_wasm_stack_bytes as usize);
+    c
+}
+
+fn guest_error(message: impl Into<String>) -> Error {
+    Error::new(
+        Kind::Internal,
+        message,
+        "the converter guest misbehaved; this is a bug in decant (see SECURITY.md)",
+    )
+}
+
+impl Sandbox {
+    /// Compiles `wasm` under `policy`, refusing a module that imports
+    /// anything beyond the `decant` ABI.
+    pub fn new(wasm: &[u8], policy: Policy) -> Result<Self> {
+        let engine = Engine::new(&config(&policy))
+            .map_err(|e| Error::internal(format!("cannot configure wasmtime: {e}")))?;
+        let module = Module::new(&engine, wasm)
+            .map_err(|e| guest_error(format!("the converter module does not compile: {e}")))?;
+        check_imports(&module)?;
+        let mut linker: Linker<Host> = Linker::new(&engine);
+        define_imports(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| guest_error(format!("the converter module cannot be linked: {e}")))?;
+        let ticker = start_ticker(&engine);
+        Ok(Sandbox {
+            engine,
+            pre,
+            policy,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Runs one entry point on one source in a fresh store. Returns the
+    /// guest's outcome and, for `convert`, the output sink.
+    pub fn run(
+        &self,
+        entry: Entry,
+        source: File,
+        output: Option<OutputSink>,
+    ) -> Result<(abi::Outcome, Option<OutputSink>)> {
+        let source_len = source
+            .metadata()
+            .map_err(|e| Error::io("cannot stat the source", &e))?
+            .len();
+        let limits = &self.policy.limits;
+        let timeout = Duration::from_secs(limits.timeout_seconds);
+        let deadline = Instant::now() + timeout;
+        let host = Host {
+            source,
+            source_len,
+            output,
+            max_output: limits.max_output_bytes,
+            outcome: None,
+            deadline,
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes,
+            },
+        };
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        let fuel = self.policy.fuel_for(source_len);
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Error::internal(format!("cannot set fuel: {e}")))?;
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+
+        let name = match entry {
+            Entry::Convert => abi::EXPORT_CONVERT,
+            Entry::Inspect => abi::EXPORT_INSPECT,
+        };
+        // Wasm runs on its own thread with a native stack well beyond the
+        // wasm stack limit: exhausting the thread stack would abort the
+        // process instead of trapping.
+        let stack = limits.max_wasm_stack_bytes as usize + (16 << 20);
+        let result = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("decant-guest".into())
+                .stack_size(stack)
+                .spawn_scoped(s, || -> wasmtime::Result<i32> {
+                    let instance = self.pre.instantiate(&mut store)?;
+                    let f = instance.get_typed_func::<(), i32>(&mut store, name)?;
+                    f.call(&mut store, ())
+                })
+                .map(|h| h.join())
+        });
+        let status = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => return Err(Error::internal("the sandbox thread panicked")),
+            Err(e) => return Err(Error::io("cannot start the sandbox thread", &e)),
+        };
+        let status = status.map_err(|e| self.classify(e, fuel))?;
+        let host = store.into_data();
+        let outcome = host
+            .outcome
+            .ok_or_else(|| guest_error("the converter guest returned without reporting"))?;
+        let outcome: abi::Outcome = serde_json::from_slice(&outcome)
+            .map_err(|e| guest_error(format!("the converter guest sent an invalid report: {e}")))?;
+        let expected = match outcome {
+            abi::Outcome::Done(_) => abi::status::OK,
+            abi::Outcome::Refused(_) => abi::status::REFUSED,
+        };
+        if status != expected {
+            return Err(guest_error(format!(
+                "the converter guest returned status {status} with a contradicting report"
+            )));
+        }
+        Ok((outcome, host.output))
+    }
+
+    /// Turns a failed call into a user-facing error naming the limit.
+    fn classify(&self, err: wasmtime::Error, fuel: u64) -> Error {
+        let limits = &self.policy.limits;
+        let limit = |what: String, hint: &str| Error::new(Kind::Limit, what, hint);
+        if let Some(fault) = err.downcast_ref::<Fault>() {
+            return match fault {
+                Fault::OutputLimit(n) => limit(
+                    format!("refused: output would exceed the policy's max_output_bytes ({n})"),
+                    "raise max_output_bytes in a custom --policy if the checkpoint is genuinely this large",
+                ),
+                Fault::MemoryLimit(n) => limit(
+                    format!("refused: the converter hit the sandbox memory limit ({n} bytes)"),
+                    "a legitimate checkpoint rarely needs this; raise memory_bytes in a custom --policy only for a trusted file",
+                ),
+                Fault::Deadline => self.deadline_error(),
+                Fault::Io(e) => Error::new(Kind::Io, format!("writing the output failed: {e}"), "check free disk space and permissions"),
+                other => guest_error(format!("the converter guest was stopped: {other}")),
+            };
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => limit(
+                format!("refused: the converter used its whole CPU budget ({fuel} fuel)"),
+                "raise fuel_base or fuel_per_source_byte in a custom --policy only for a trusted file",
+            ),
+            Some(Trap::Interrupt) => self.deadline_error(),
+            Some(Trap::StackOverflow) => limit(
+                format!(
+                    "refused: the converter hit the wasm stack limit ({} bytes)",
+                    limits.max_wasm_stack_bytes
+                ),
+                "the input nests too deeply to convert",
+            ),
+            Some(trap) => guest_error(format!("the converter guest trapped: {trap}")),
+            None => guest_error(format!("the converter guest failed: {err:#}")),
+        }
+    }
+
+    fn deadline_error(&self) -> Error {
+        Error::new(
+            Kind::Limit,
+            format!(
+                "refused: the conversion passed the policy's {} s deadline",
+                self.policy.limits.timeout_seconds
+            ),
+            "raise timeout_seconds in a custom --policy for very large checkpoints",
+        )
+    }
+}
+
+/// The module must import exactly a subset of the ABI, all from `decant`,
+/// and export its memory and entry points. (`instantiate_pre` would refuse
+/// unknown imports too; checking here gives the user a precise message.)
+pub fn check_imports(module: &Module) -> Result<()> {
+    for import in module.imports() {
+        let known = import.module() == abi::IMPORT_MODULE && abi::IMPORTS.contains(&import.name());
+        if !known {
+            return Err(guest_error(format!(
+                "the converter module imports {}::{}, which the sandbox does not provide",
+                crate::error::one_line(import.module()),
+                crate::error::one_line(import.name())
+            )));
+        }
+    }
+    for export in [abi::EXPORT_MEMORY, abi::EXPORT_CONVERT, abi::EXPORT_INSPECT] {
+        if module.get_export(export).is_none() {
+            return Err(guest_error(format!(
+                "the converter module does not export {export}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bounds-checks a guest buffer.
+fn span(
+    len_total: usize,
+    ptr: i32,
+    len: i32,
+    call: &'static str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
+    let bad = || wasmtime::Error::new(Fault::BadPointer(call));
+    let (ptr, len) = (
+        u32::try_from(ptr).map_err(|_| bad())?,
+        u32::try_from(len).map_err(|_| bad())?,
+    );
+    if len > abi::MAX_IO_CHUNK.max(abi::MAX_OUTCOME_BYTES) {
+        return Err(bad());
+    }
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize).ok_or_else(bad)?;
+    if end > len_total {
+        return Err(bad());
+    }
+    Ok(start..end)
+}
+
+fn memory(caller: &mut Caller<'_, Host>, call: &'static str) -> wasmtime::Result<wasmtime::Memory> {
+    match caller.get_export(abi::EXPORT_MEMORY) {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmtime::Error::new(Fault::BadPointer(call))),
+    }
+}
+
+fn check_deadline(host: &Host) -> wasmtime::Result<()> {
+    if Instant::now() >= host.deadline {
+        return Err(wasmtime::Error::new(Fault::Deadline));
+    }
+    Ok(())
+}
+
+fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
+    let m = abi::IMPORT_MODULE;
+    let wrap_err =
+        |e: wasmtime::Error| Error::internal(format!("cannot define host functions: {e}"));
+    linker
+        .func_wrap(
+            m,
+            abi::IMPORT_SOURCE_LEN,
+            |caller: Caller<'_, Host>| -> i64 { caller.data().source_len as i64 },
+        )
+        .map_err(wrap_err)?;
+    linker
+        .func_wrap(
+            m,
+            abi::IMPORT_READ_SOURCE,
+            |mut caller: Caller<'_, Host>,
+             offset: i64,
+             ptr: i32,
+             len: i32|
+             -> wasmtime::Result<i32> {
+                const CALL: &str = "read_source";
+                let mem = memory(&mut caller, CALL)?;
+                let (data, host) = mem.data_and_store_mut(&mut caller);
+                check_deadline(host)?;
+                if len as u32 > abi::MAX_IO_CHUNK {
+                    return Err(wasmtime::Error::new(Fault::BadPointer(CALL)));
+                }
+                let range = span(data.len(), ptr, len, CALL)?;
+                let offset = u64::try_from(offset)
+                    .map_err(|_| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
+                if offset >= host.source_len {
+                    return Ok(0);
+                }
+                let want = (host.source_len - offset).min(range.len() as u64) as usize;
+                let dst = &mut data[range.start..range.start + want];
+                let mut done = 0;
+                while done < want {
+                    match host.source.read_at(&mut dst[done..], offset + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(wasmtime::Error::new(Fault::Io(format!(
+                                "reading the source: {e}"
+                            ))))
+                        }
+                    }
+                }
+                Ok(done as i32)
+            },
+        )
+        .map_err(wrap_err)?;
+    linker
+        .func_wrap(
+            m,
+            abi::IMPORT_WRITE_OUTPUT,
+            |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+                const CALL: &str = "write_output";
+                let mem = memory(&mut caller, CALL)?;
+                let (data, host) = mem.data_and_store_mut(&mut caller);
+                check_deadline(host)?;
+                if len as u32 > abi::MAX_IO_CHUNK {
+                    return Err(wasmtime::Error::new(Fault::BadPointer(CALL)));
+                }
+                let range = span(data.len(), ptr, len, CALL)?;
+                let max = host.max_output;
+                let Some(out) = host.output.as_mut() else {
+                    return Err(wasmtime::Error::new(Fault::UnexpectedOutput));
+                };
+                let total = out.written.saturating_add(range.len() as u64);
+                if total > max {
+                    return Err(wasmtime::Error::new(Fault::OutputLimit(max)));
+                }
+                let bytes = &data[range];
+                out.file
+                    .write_all(bytes)
+                    .map_err(|e| wasmtime::Error::new(Fault::Io(e.to_string())))?;
+                out.hasher.update(bytes);
+                out.written = total;
+                Ok(abi::status::OK)
+            },
+        )
+        .map_err(wrap_err)?;
+    linker
+        .func_wrap(
+            m,
+            abi::IMPORT_FINISH,
+            |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+                const CALL: &str = "finish";
+                let mem = memory(&mut caller, CALL)?;
+                let (data, host) = mem.data_and_store_mut(&mut caller);
+                if len as u32 > abi::MAX_OUTCOME_BYTES {
+                    return Err(wasmtime::Error::new(Fault::BadFinish("report too large")));
+                }
+                let range = span(data.len(), ptr, len, CALL)?;
+                if host.outcome.is_some() {
+                    return Err(wasmtime::Error::new(Fault::BadFinish("called twice")));
+                }
+                host.outcome = Some(data[range].to_vec());
+                Ok(abi::status::OK)
+            },
+        )
+        .map_err(wrap_err)?;
+    Ok(())
+}
