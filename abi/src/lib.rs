@@ -135,7 +135,8 @@ pub struct TensorSummary {
 pub struct Report {
     /// `zip` (torch >= 1.6) or `legacy`.
     pub format: String,
-    /// The main pickle's PROTO number; 0 when it has none (protocol 0 or 1).
+    /// The main pickle's protocol: its PROTO number, or for a stream without
+    /// one, 1 if it uses binary opcodes and 0 if it is all text.
     pub pickle_protocol: u8,
     /// Byte order of the stored tensor data (`little` or `big`).
     pub byteorder: String,

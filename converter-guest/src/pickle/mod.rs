@@ -34,6 +34,9 @@ const MAX_DIMS: usize = 64;
 /// Longest text line a protocol-0 opcode may have.
 const MAX_LINE: u64 = 1 << 20;
 
+/// The opcodes of protocol 0, the text protocol.
+const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
+
 /// Storage declarations shared by every pickle of one checkpoint.
 #[derive(Debug, Default)]
 pub struct Storages {
@@ -56,7 +59,7 @@ pub struct Machine {
 /// The result of running one pickle.
 pub struct Loaded {
     pub value: Value,
-    /// PROTO number, 0 when absent.
+    /// PROTO number; without one, 1 if binary opcodes were used, else 0.
     pub protocol: u8,
     /// Offset just past STOP.
     pub end: u64,
@@ -84,11 +87,17 @@ impl Machine {
             memo: HashMap::new(),
             frame_end: None,
             protocol: 0,
+            binary_seen: false,
         };
         let value = run.run()?;
+        // Without PROTO the stream is protocol 0 (text) or 1 (binary opcodes).
+        let protocol = match run.protocol {
+            0 if run.binary_seen => 1,
+            p => p,
+        };
         Ok(Loaded {
             value,
-            protocol: run.protocol,
+            protocol,
             end: run.input.pos(),
         })
     }
@@ -103,6 +112,8 @@ struct Run<'m, 's> {
     memo: HashMap<u64, Value>,
     frame_end: Option<u64>,
     protocol: u8,
+    /// Whether an opcode outside protocol 0's text set was seen.
+    binary_seen: bool,
 }
 
 /// Opcode bytes (CPython `Lib/pickle.py`).
@@ -198,6 +209,7 @@ impl Run<'_, '_> {
                     self.at(pos)
                 ))
             })?;
+            self.binary_seen |= !PROTOCOL_0.contains(&code);
             let stop = self.step(code, pos)?;
             if let Some(fe) = self.frame_end {
                 if self.input.pos() > fe {
@@ -881,10 +893,12 @@ impl Run<'_, '_> {
                     Some(Obj::Global(
                         Global::RebuildTensor | Global::RebuildTensorV2 | Global::RebuildTensorV3,
                     )) => {}
-                    _ => return Err(corrupt(format!(
+                    _ => {
+                        return Err(corrupt(format!(
                         "_rebuild_from_type_v2 at {} with a function that is not a tensor rebuild",
                         self.at(pos)
-                    ))),
+                    )))
+                    }
                 }
                 // The state holds Python attributes of the tensor object; the
                 // data is all in the rebuilt tensor.

@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// DESIGN.md: one line saying what happened, one saying what to do.
+    pub fn assert_error_shape(&self) {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "expected two lines, got {:?}", self.stderr);
+        assert!(lines[0].starts_with("decant: "), "{:?}", lines[0]);
+        assert!(lines[1].starts_with("hint: "), "{:?}", lines[1]);
+    }
+}
+
+pub fn decant(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(args)
+        .output()
+        .expect("run decant");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+pub fn manifest() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap()
+}
+
+/// File names in `dir`, sorted (temp files included, so leftovers show).
+pub fn only_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,299 @@
+//! The host against a guest gone wrong: small WAT modules that misbehave in
+//! every way the host must survive. Each must be stopped with a clear error
+//! and leave no output behind.
+
+mod common;
+
+use common::{fixture, only_files};
+use decant::convert::{self, Options};
+use decant::error::Kind;
+use decant::policy::Policy;
+use decant::sandbox::Sandbox;
+
+/// The decant imports and the exports the host requires, around `body`.
+fn guest(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+          (import "decant" "source_len" (func $source_len (result i64)))
+          (import "decant" "read_source" (func $read_source (param i64 i32 i32) (result i32)))
+          (import "decant" "write_output" (func $write_output (param i32 i32) (result i32)))
+          (import "decant" "finish" (func $finish (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          {body}
+          (func (export "inspect") (result i32) (call $convert_impl)))"#
+    ))
+    .unwrap()
+}
+
+fn policy(edit: impl FnOnce(&mut serde_json::Value)) -> Policy {
+    let mut p: serde_json::Value = serde_json::from_str(decant::policy::DEFAULT_POLICY).unwrap();
+    edit(&mut p);
+    Policy::parse(p.to_string().as_bytes(), "test").unwrap()
+}
+
+/// Runs a full conversion of a real fixture with the given guest; returns
+/// the error and checks nothing was left in the output directory.
+fn convert_err(wasm: &[u8], policy: Policy) -> decant::error::Error {
+    let sandbox = Sandbox::new(wasm, policy).expect("module accepted");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let err = convert::convert(
+        &sandbox,
+        &Options {
+            source: fixture("convert/zip_p2.pt"),
+            output: Some(out),
+            strict: false,
+            force: false,
+        },
+    )
+    .expect_err("the hostile guest must fail");
+    assert!(
+        only_files(dir.path()).is_empty(),
+        "left {:?}",
+        only_files(dir.path())
+    );
+    err
+}
+
+#[test]
+fn committed_guest_imports_only_the_decant_abi() {
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::new(&engine, decant::guest::WASM).unwrap();
+    let imports: Vec<(String, String)> = module
+        .imports()
+        .map(|i| (i.module().to_string(), i.name().to_string()))
+        .collect();
+    assert!(!imports.is_empty());
+    for (m, n) in &imports {
+        assert_eq!(m, decant_abi::IMPORT_MODULE, "import {m}::{n}");
+        assert!(decant_abi::IMPORTS.contains(&n.as_str()), "import {m}::{n}");
+    }
+    decant::sandbox::check_imports(&module).unwrap();
+}
+
+#[test]
+fn guest_importing_wasi_is_refused_before_it_runs() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "convert") (result i32) (i32.const 0))
+          (func (export "inspect") (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let err = Sandbox::new(&wasm, Policy::default_policy()).err().unwrap();
+    assert_eq!(err.kind, Kind::Internal);
+    assert!(
+        err.message.contains("wasi_snapshot_preview1::fd_write"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn guest_importing_an_unknown_decant_function_is_refused() {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "decant" "open_file" (func (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "convert") (result i32) (i32.const 0))
+          (func (export "inspect") (result i32) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let err = Sandbox::new(&wasm, Policy::default_policy()).err().unwrap();
+    assert!(err.message.contains("decant::open_file"), "{}", err.message);
+}
+
+const LOOP: &str = r#"
+  (func $convert_impl (result i32) (loop $l (br $l)) (i32.const 0))
+  (func (export "convert") (result i32) (call $convert_impl))"#;
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let err = convert_err(
+        &guest(LOOP),
+        policy(|p| {
+            p["fuel_base"] = 10_000_000.into();
+            p["fuel_per_source_byte"] = 0.into();
+        }),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("CPU budget"), "{}", err.message);
+}
+
+#[test]
+fn infinite_loop_hits_the_wall_clock_deadline() {
+    let started = std::time::Instant::now();
+    let err = convert_err(
+        &guest(LOOP),
+        policy(|p| {
+            p["fuel_base"] = u64::MAX.into();
+            p["timeout_seconds"] = 1.into();
+        }),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("deadline"), "{}", err.message);
+    // Generous bound: this only guards against "never stops".
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn memory_growth_past_the_limit_is_stopped() {
+    let err = convert_err(
+        &guest(
+            r#"(func $convert_impl (result i32)
+                 (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+        ),
+        Policy::default_policy(),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("memory limit"), "{}", err.message);
+}
+
+#[test]
+fn unbounded_recursion_hits_the_stack_limit() {
+    let err = convert_err(
+        &guest(
+            r#"(func $r (param i64) (result i64) (call $r (i64.add (local.get 0) (i64.const 1))))
+               (func $convert_impl (result i32) (drop (call $r (i64.const 0))) (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+        ),
+        Policy::default_policy(),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("stack"), "{}", err.message);
+}
+
+#[test]
+fn out_of_bounds_pointers_are_rejected() {
+    for (call, args) in [
+        (
+            "read_source",
+            "(i64.const 0) (i32.const 65530) (i32.const 100)",
+        ),
+        ("read_source", "(i64.const 0) (i32.const -1) (i32.const 10)"),
+        ("read_source", "(i64.const 0) (i32.const 0) (i32.const -1)"),
+        ("write_output", "(i32.const 65535) (i32.const 2)"),
+        ("write_output", "(i32.const 0) (i32.const 2147483647)"),
+        ("finish", "(i32.const 65000) (i32.const 1000)"),
+    ] {
+        let err = convert_err(
+            &guest(&format!(
+                r#"(func $convert_impl (result i32) (drop (call ${call} {args})) (i32.const 0))
+                   (func (export "convert") (result i32) (call $convert_impl))"#
+            )),
+            Policy::default_policy(),
+        );
+        assert_eq!(err.kind, Kind::Internal, "{call} {args}");
+        assert!(
+            err.message.contains("invalid buffer"),
+            "{call}: {}",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn reading_past_the_source_end_returns_nothing() {
+    // An offset beyond the source yields 0 bytes, never host memory; the
+    // guest then returns without finishing, which is an error.
+    let err = convert_err(
+        &guest(
+            r#"(func $convert_impl (result i32)
+                 (if (i32.ne (call $read_source (i64.const 0x7fffffffffff) (i32.const 0) (i32.const 16)) (i32.const 0))
+                   (then unreachable))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+        ),
+        Policy::default_policy(),
+    );
+    assert!(err.message.contains("without reporting"), "{}", err.message);
+}
+
+#[test]
+fn writing_past_the_output_limit_is_stopped() {
+    let err = convert_err(
+        &guest(
+            r#"(func $convert_impl (result i32)
+                 (loop $l (drop (call $write_output (i32.const 0) (i32.const 65536))) (br $l))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+        ),
+        policy(|p| p["max_output_bytes"] = (1u64 << 20).into()),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("max_output_bytes"), "{}", err.message);
+}
+
+/// A report claiming success over output that is not safetensors.
+#[test]
+fn invalid_safetensors_output_is_not_published() {
+    let report = r#"{"outcome":"done","format":"zip","pickle_protocol":2,"byteorder":"little","tensors":1,"output_bytes":16,"dropped":[],"dropped_total":0,"ignored":[],"aliases":{},"globals":[]}"#;
+    let escaped = report.replace('"', "\\\"");
+    let err = convert_err(
+        &guest(&format!(
+            r#"(data (i32.const 0) "garbage garbage!")
+               (data (i32.const 1024) "{escaped}")
+               (func $convert_impl (result i32)
+                 (drop (call $write_output (i32.const 0) (i32.const 16)))
+                 (drop (call $finish (i32.const 1024) (i32.const {len})))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+            len = report.len()
+        )),
+        Policy::default_policy(),
+    );
+    assert_eq!(err.kind, Kind::Internal);
+    assert!(
+        err.message.contains("invalid safetensors"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn finishing_twice_or_lying_about_status_is_rejected() {
+    let report = r#"{"outcome":"refused","kind":"corrupt","message":"m","hint":"h"}"#;
+    let escaped = report.replace('"', "\\\"");
+    // Status OK with a refusal report.
+    let err = convert_err(
+        &guest(&format!(
+            r#"(data (i32.const 0) "{escaped}")
+               (func $convert_impl (result i32)
+                 (drop (call $finish (i32.const 0) (i32.const {len})))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+            len = report.len()
+        )),
+        Policy::default_policy(),
+    );
+    assert!(err.message.contains("contradicting"), "{}", err.message);
+    // Two finish calls.
+    let err = convert_err(
+        &guest(&format!(
+            r#"(data (i32.const 0) "{escaped}")
+               (func $convert_impl (result i32)
+                 (drop (call $finish (i32.const 0) (i32.const {len})))
+                 (drop (call $finish (i32.const 0) (i32.const {len})))
+                 (i32.const 1))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+            len = report.len()
+        )),
+        Policy::default_policy(),
+    );
+    assert!(err.message.contains("called twice"), "{}", err.message);
+}
+
+#[test]
+fn guest_that_never_finishes_is_an_error() {
+    let err = convert_err(
+        &guest(
+            r#"(func $convert_impl (result i32) (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+        ),
+        Policy::default_policy(),
+    );
+    assert!(err.message.contains("without reporting"), "{}", err.message);
+}
