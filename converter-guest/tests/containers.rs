@@ -55,13 +55,14 @@ fn reference_archive_converts_to_hand_computed_safetensors() {
 
 #[test]
 fn header_is_padded_with_spaces_to_eight_bytes() {
-    // safetensors pads the JSON to a multiple of 8; a 2-letter name makes 89 bytes.
-    let pkl = dict_pickle(vec![("ab", f32_tensor("0", 4, 0, &[4], &[1]))]);
+    // safetensors pads the JSON to a multiple of 8; a 2-letter name makes 89 bytes -> 96.
+    let pkl = dict_pickle(vec![("ab", f32_tensor("0", 4, 0, &[2, 2], &[2, 1]))]);
     let (_, out) = converts(&zip_of(pkl, &[("0", data0())]));
-    let json = r#"{"__metadata__":{"format":"pt"},"ab":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
-    assert_eq!(json.len(), 85);
-    assert_eq!(&out[..8], &88u64.to_le_bytes());
-    assert_eq!(&out[8 + 85..8 + 88], b"   ");
+    let json =
+        r#"{"__metadata__":{"format":"pt"},"ab":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    assert_eq!(json.len(), 89);
+    assert_eq!(&out[..8], &96u64.to_le_bytes());
+    assert_eq!(&out[8 + 89..8 + 96], b"       ");
     assert_eq!(out, safetensors(json, &data0()));
 }
 
@@ -251,7 +252,7 @@ fn junk_prepended_behind_zip_magic_refused() {
     // `cat stub.zip real.zip`: the reader finds the real archive at an offset; refuse it.
     let mut z = reference_zip();
     z.prefix = b"PK\x03\x04 polyglot stub".to_vec();
-    refused(&z.build(), Corrupt, "19 bytes precede the zip archive");
+    refused(&z.build(), Corrupt, "18 bytes precede the zip archive");
 }
 
 #[test]
@@ -263,7 +264,7 @@ fn hidden_bytes_before_first_local_header_refused() {
     refused(
         &z.build(),
         Corrupt,
-        "starts at byte 19 where byte 0 was expected",
+        "starts at byte 18 where byte 0 was expected",
     );
 }
 
@@ -353,11 +354,8 @@ fn version_11_refused() {
     // torch 2.15 reads versions up to 10.
     let mut z = reference_zip();
     z.entry("version").data = b"11\n".to_vec();
-    refused(
-        &z.build(),
-        Unsupported,
-        "archive version \"11\\n\" (torch reads 1 to 10)",
-    );
+    let r = refused(&z.build(), Unsupported, "archive version \"11");
+    assert!(r.message.ends_with("(torch reads 1 to 10)"), "{}", r.message);
 }
 
 #[test]
@@ -373,7 +371,7 @@ fn version_0_refused() {
     // 0 is below every version torch wrote.
     let mut z = reference_zip();
     z.entry("version").data = b"0\n".to_vec();
-    refused(&z.build(), Unsupported, "archive version \"0\\n\"");
+    refused(&z.build(), Unsupported, "archive version \"0");
 }
 
 #[test]
@@ -505,24 +503,27 @@ fn bytes_after_stop_in_data_pkl_refused() {
     refused(
         &zip_of(pkl, &[("0", data0())]),
         Corrupt,
-        "20 bytes follow the STOP opcode of data.pkl",
+        "14 bytes follow the STOP opcode of data.pkl",
     );
 }
 
 #[test]
 fn memo_bomb_data_pkl_refused_as_not_a_dict() {
-    // 2^20 shared tuple references are built in linear time and refused by the plan.
+    // 2^20 shared tuple references are built in linear time and refused by the plan, not walked.
+    // NEWFALSE BINPUT0, 20x (POP BINGET0 BINGET0 TUPLE2 BINPUT0), STOP.
     let mut p = vec![0x89, b'q', 0];
     for _ in 0..20 {
-        p.extend_from_slice(&[b'h', 0, b'h', 0, 0x86, b'q', 0]);
+        p.extend_from_slice(&[b'0', b'h', 0, b'h', 0, 0x86, b'q', 0]);
     }
     p.push(b'.');
-    assert_eq!(p.len(), 144);
+    assert_eq!(p.len(), 164);
+    let start = std::time::Instant::now();
     refused(
         &zip_of(p, &[]),
         Unsupported,
         "the checkpoint holds a tuple, not a dict of tensors",
     );
+    assert!(start.elapsed().as_secs() < 5);
 }
 
 #[test]
@@ -1295,5 +1296,44 @@ fn top_level_tensor_refused() {
         &zip_of(pkl, &[("0", data0())]),
         Unsupported,
         "the checkpoint holds a tensor, not a dict of tensors",
+    );
+}
+
+#[test]
+fn stride_zero_bomb_is_described_without_materialising() {
+    // burn materialised (2^21, 2^21) stride (0,0) over 4 elements (17.6 TB); inspect only describes it.
+    let pkl = dict_pickle(vec![(
+        "b",
+        f32_tensor("0", 4, 0, &[1 << 21, 1 << 21], &[0, 0]),
+    )]);
+    let start = std::time::Instant::now();
+    let r = inspects(&zip_of(pkl, &[("0", data0())]));
+    assert_eq!(r.tensor_list[0].shape, [1u64 << 21, 1 << 21]);
+    assert!(r.tensor_list[0].strided);
+    assert!(start.elapsed().as_secs() < 5);
+}
+
+#[test]
+fn address_style_storage_key_converts() {
+    // torch 1.6/1.7 keyed storages by memory address (`data/94047543798432`).
+    let pkl = dict_pickle(vec![("w", f32_tensor("94047543798432", 4, 0, &[2, 2], &[2, 1]))]);
+    let (_, out) = converts(&zip_of(pkl, &[("94047543798432", data0())]));
+    assert_eq!(out, safetensors(W_HEADER, &data0()));
+}
+
+#[test]
+fn same_storage_key_with_another_type_refused() {
+    // torch refuses to save one storage viewed as two types; a file that does so was crafted.
+    let pkl = dict_pickle(vec![
+        ("a", f32_tensor("0", 4, 0, &[4], &[1])),
+        (
+            "b",
+            Pkl::new().tensor_v2(Pkl::new().zip_storage("IntStorage", "0", 4), 0, &[4], &[1]),
+        ),
+    ]);
+    refused(
+        &zip_of(pkl, &[("0", data0())]),
+        Corrupt,
+        "storage 0 is declared again at byte",
     );
 }

@@ -228,6 +228,12 @@ pub struct ZEntry {
     pub crc: Option<u32>,
     /// Sizes and CRC in a trailing data descriptor, zero in the local header.
     pub descriptor: bool,
+    /// Compression method in the local header, when it should differ.
+    pub lfh_method: Option<u16>,
+    /// CRC-32 in the local header, when it should differ.
+    pub lfh_crc: Option<u32>,
+    /// (compressed, uncompressed) sizes in the local header, when they should differ.
+    pub lfh_sizes: Option<(u32, u32)>,
 }
 
 impl ZEntry {
@@ -241,6 +247,9 @@ impl ZEntry {
             lfh_name: None,
             crc: None,
             descriptor: true,
+            lfh_method: None,
+            lfh_crc: None,
+            lfh_sizes: None,
         }
     }
 }
@@ -299,15 +308,19 @@ impl Zip {
             let flags = e.flags | if e.descriptor { FLAG_DESCRIPTOR } else { 0 };
             let lfh_flags = e.lfh_flags.unwrap_or(flags);
             let lfh_name = e.lfh_name.as_deref().unwrap_or(&e.name);
-            let (lcrc, lcsize, lusize) = if e.descriptor {
+            let (mut lcrc, mut lcsize, mut lusize) = if e.descriptor {
                 (0, 0, 0)
             } else {
                 (crc, stored.len() as u32, e.data.len() as u32)
             };
+            lcrc = e.lfh_crc.unwrap_or(lcrc);
+            if let Some((c, u)) = e.lfh_sizes {
+                (lcsize, lusize) = (c, u);
+            }
             out.extend_from_slice(b"PK\x03\x04");
             put16(&mut out, 20);
             put16(&mut out, lfh_flags);
-            put16(&mut out, e.method);
+            put16(&mut out, e.lfh_method.unwrap_or(e.method));
             put16(&mut out, 0); // time
             put16(&mut out, 0x21); // date: 1980-01-01
             put32(&mut out, lcrc);
