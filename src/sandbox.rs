@@ -49,6 +49,8 @@ pub enum Fault {
     BadFinish(&'static str),
     /// The wall-clock deadline passed during a host call.
     Deadline,
+    /// The fuel ran out paying for host I/O.
+    OutOfFuel,
     /// Writing the output failed.
     Io(String),
 }
@@ -62,6 +64,7 @@ impl fmt::Display for Fault {
             Fault::UnexpectedOutput => write!(f, "guest wrote output while inspecting"),
             Fault::BadFinish(why) => write!(f, "guest finish call rejected: {why}"),
             Fault::Deadline => write!(f, "deadline passed"),
+            Fault::OutOfFuel => write!(f, "fuel exhausted"),
             Fault::Io(e) => write!(f, "writing the output failed: {e}"),
         }
     }
@@ -329,15 +332,13 @@ impl Sandbox {
                     "a legitimate checkpoint rarely needs this; raise memory_bytes in a custom --policy only for a trusted file",
                 ),
                 Fault::Deadline => self.deadline_error(),
+                Fault::OutOfFuel => self.fuel_error(fuel),
                 Fault::Io(e) => Error::new(Kind::Io, format!("writing the output failed: {e}"), "check free disk space and permissions"),
                 other => guest_error(format!("the converter guest was stopped: {other}")),
             };
         }
         match err.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => limit(
-                format!("refused: the converter used its whole CPU budget ({fuel} fuel)"),
-                "raise fuel_base or fuel_per_source_byte in a custom --policy only for a trusted file",
-            ),
+            Some(Trap::OutOfFuel) => self.fuel_error(fuel),
             Some(Trap::Interrupt) => self.deadline_error(),
             Some(Trap::StackOverflow) => limit(
                 format!(
@@ -349,6 +350,14 @@ impl Sandbox {
             Some(trap) => guest_error(format!("the converter guest trapped: {trap}")),
             None => guest_error(format!("the converter guest failed: {err:#}")),
         }
+    }
+
+    fn fuel_error(&self, fuel: u64) -> Error {
+        Error::new(
+            Kind::Limit,
+            format!("refused: the converter used its whole CPU budget ({fuel} fuel)"),
+            "raise fuel_base or fuel_per_source_byte in a custom --policy only for a trusted file",
+        )
     }
 
     fn deadline_error(&self) -> Error {
@@ -417,6 +426,21 @@ fn memory(caller: &mut Caller<'_, Host>, call: &'static str) -> wasmtime::Result
     }
 }
 
+/// Host calls are not metered by wasmtime, so the bytes they move are
+/// charged to the guest's fuel: total I/O is then bounded by the same
+/// deterministic budget as computation (a 1 KB file cannot write gigabytes).
+const FUEL_PER_IO_BYTE: u64 = 1;
+
+fn charge_io(caller: &mut Caller<'_, Host>, bytes: i32) -> wasmtime::Result<()> {
+    let cost = (bytes.max(0) as u64).saturating_mul(FUEL_PER_IO_BYTE);
+    let fuel = caller.get_fuel()?;
+    if fuel < cost {
+        caller.set_fuel(0)?;
+        return Err(wasmtime::Error::new(Fault::OutOfFuel));
+    }
+    caller.set_fuel(fuel - cost)
+}
+
 fn check_deadline(host: &Host) -> wasmtime::Result<()> {
     if Instant::now() >= host.deadline {
         return Err(wasmtime::Error::new(Fault::Deadline));
@@ -445,12 +469,13 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
              len: i32|
              -> wasmtime::Result<i32> {
                 const CALL: &str = "read_source";
-                let mem = memory(&mut caller, CALL)?;
-                let (data, host) = mem.data_and_store_mut(&mut caller);
-                check_deadline(host)?;
                 if len as u32 > abi::MAX_IO_CHUNK {
                     return Err(wasmtime::Error::new(Fault::BadPointer(CALL)));
                 }
+                charge_io(&mut caller, len)?;
+                let mem = memory(&mut caller, CALL)?;
+                let (data, host) = mem.data_and_store_mut(&mut caller);
+                check_deadline(host)?;
                 let range = span(data.len(), ptr, len, CALL)?;
                 let offset = u64::try_from(offset)
                     .map_err(|_| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
@@ -482,12 +507,13 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
             abi::IMPORT_WRITE_OUTPUT,
             |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
                 const CALL: &str = "write_output";
-                let mem = memory(&mut caller, CALL)?;
-                let (data, host) = mem.data_and_store_mut(&mut caller);
-                check_deadline(host)?;
                 if len as u32 > abi::MAX_IO_CHUNK {
                     return Err(wasmtime::Error::new(Fault::BadPointer(CALL)));
                 }
+                charge_io(&mut caller, len)?;
+                let mem = memory(&mut caller, CALL)?;
+                let (data, host) = mem.data_and_store_mut(&mut caller);
+                check_deadline(host)?;
                 let range = span(data.len(), ptr, len, CALL)?;
                 let max = host.max_output;
                 let Some(out) = host.output.as_mut() else {

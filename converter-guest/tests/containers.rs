@@ -58,8 +58,7 @@ fn header_is_padded_with_spaces_to_eight_bytes() {
     // safetensors pads the JSON to a multiple of 8; a 2-letter name makes 89 bytes -> 96.
     let pkl = dict_pickle(vec![("ab", f32_tensor("0", 4, 0, &[2, 2], &[2, 1]))]);
     let (_, out) = converts(&zip_of(pkl, &[("0", data0())]));
-    let json =
-        r#"{"__metadata__":{"format":"pt"},"ab":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    let json = r#"{"__metadata__":{"format":"pt"},"ab":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
     assert_eq!(json.len(), 89);
     assert_eq!(&out[..8], &96u64.to_le_bytes());
     assert_eq!(&out[8 + 89..8 + 96], b"       ");
@@ -355,7 +354,11 @@ fn version_11_refused() {
     let mut z = reference_zip();
     z.entry("version").data = b"11\n".to_vec();
     let r = refused(&z.build(), Unsupported, "archive version \"11");
-    assert!(r.message.ends_with("(torch reads 1 to 10)"), "{}", r.message);
+    assert!(
+        r.message.ends_with("(torch reads 1 to 10)"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
@@ -1316,7 +1319,10 @@ fn stride_zero_bomb_is_described_without_materialising() {
 #[test]
 fn address_style_storage_key_converts() {
     // torch 1.6/1.7 keyed storages by memory address (`data/94047543798432`).
-    let pkl = dict_pickle(vec![("w", f32_tensor("94047543798432", 4, 0, &[2, 2], &[2, 1]))]);
+    let pkl = dict_pickle(vec![(
+        "w",
+        f32_tensor("94047543798432", 4, 0, &[2, 2], &[2, 1]),
+    )]);
     let (_, out) = converts(&zip_of(pkl, &[("94047543798432", data0())]));
     assert_eq!(out, safetensors(W_HEADER, &data0()));
 }
@@ -1335,5 +1341,188 @@ fn same_storage_key_with_another_type_refused() {
         &zip_of(pkl, &[("0", data0())]),
         Corrupt,
         "storage 0 is declared again at byte",
+    );
+}
+
+#[test]
+fn bool_dict_key_refused() {
+    // Bools have no canonical tensor name (str(True) vs 1); SEMANTICS.md refuses them.
+    let pkl = Pkl::new()
+        .proto(2)
+        .empty_dict()
+        .mark()
+        .op(0x88)
+        .then(f32_tensor("0", 4, 0, &[4], &[1]))
+        .setitems()
+        .stop()
+        .bytes();
+    refused(
+        &zip_of(pkl, &[("0", data0())]),
+        Unsupported,
+        "a dict key is a bool, not a string or integer",
+    );
+}
+
+#[test]
+fn list_of_tensors_is_dropped_as_a_list() {
+    // A list of tensors is not a dict: it is dropped and listed, not flattened.
+    let pkl = dict_pickle(vec![
+        ("w", f32_tensor("0", 4, 0, &[2, 2], &[2, 1])),
+        (
+            "hist",
+            Pkl::new()
+                .empty_list()
+                .mark()
+                .then(f32_tensor("0", 4, 0, &[4], &[1]))
+                .appends(),
+        ),
+    ]);
+    let (report, out) = converts(&zip_of(pkl, &[("0", data0())]));
+    assert_eq!(out, safetensors(W_HEADER, &data0()));
+    assert_eq!(report.dropped.len(), 1);
+    assert_eq!(
+        (
+            report.dropped[0].name.as_str(),
+            report.dropped[0].kind.as_str()
+        ),
+        ("hist", "list")
+    );
+}
+
+#[test]
+fn empty_storage_tensors_never_alias() {
+    // Zero-byte storages share no bytes: both names are written, no alias recorded.
+    let t = f32_tensor("0", 0, 0, &[0], &[1]);
+    let (report, out) = converts(&zip_of(
+        dict_pickle(vec![("b", t.clone()), ("a", t)]),
+        &[("0", vec![])],
+    ));
+    let json = r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#;
+    assert_eq!(out, safetensors(json, &[]));
+    assert!(report.aliases.is_empty());
+    assert_eq!(report.tensors, 2);
+}
+
+#[test]
+fn dropped_names_capped_at_1000_but_counted() {
+    // Reports stay small: 1000 names listed, dropped_total counts all 1001, sorted by name.
+    let mut p = Pkl::new().proto(2).empty_dict().mark();
+    for i in 0..1001 {
+        p = p.str(&format!("k{i:04}")).none();
+    }
+    let pkl = p.setitems().stop().bytes();
+    let (report, _) = converts(&zip_of(pkl, &[]));
+    assert_eq!(report.dropped_total, 1001);
+    assert_eq!(report.dropped.len(), 1000);
+    assert_eq!(report.dropped[0].name, "k0000");
+    assert_eq!(report.dropped[999].name, "k0999");
+    assert_eq!(report.dropped[0].kind, "None");
+}
+
+#[test]
+fn more_than_a_million_entries_refused() {
+    // The flattened entry count is bounded (1,000,000) against resource attacks.
+    let mut p = Pkl::new().proto(2).empty_dict().mark();
+    for i in 0..1_000_001 {
+        p = p.int(i).none();
+    }
+    let pkl = p.setitems().stop().bytes();
+    refused(
+        &zip_of(pkl, &[]),
+        Limit,
+        "more than 1000000 entries after flattening nested dicts",
+    );
+}
+
+/// A U8 tensor over storage "0" of `numel` bytes.
+fn u8_tensor(numel: i64, offset: i64, shape: &[i64], stride: &[i64]) -> Pkl {
+    Pkl::new().tensor_v2(
+        Pkl::new().zip_storage("ByteStorage", "0", numel),
+        offset,
+        shape,
+        stride,
+    )
+}
+
+/// The elements of a strided view, row-major, computed directly.
+fn expected_view(storage: &[u8], offset: usize, shape: &[usize], stride: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let n: usize = shape.iter().product();
+    for i in 0..n {
+        let (mut rest, mut at) = (i, offset);
+        for d in (0..shape.len()).rev() {
+            at += (rest % shape[d]) * stride[d];
+            rest /= shape[d];
+        }
+        out.push(storage[at]);
+    }
+    out
+}
+
+#[test]
+fn strided_views_of_a_storage_over_64_mib_are_gathered_correctly() {
+    // Storages too large to hold are gathered through windows; runs straddling a window edge
+    // and views spanning several windows must still come out in row-major order.
+    const MIB: usize = 1 << 20;
+    let len = 64 * MIB + 64;
+    let storage: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+    let views: [(&str, usize, Vec<usize>, Vec<usize>); 4] = [
+        // Rows 16 MiB - 2 apart: the second row's run crosses a 16 MiB window edge.
+        ("a", 7, vec![3, 5], vec![16 * MIB - 2, 1]),
+        // A transpose near the end of the storage.
+        ("b", len - 12, vec![4, 3], vec![1, 4]),
+        // Stride 0 over a large storage.
+        ("c", 1000, vec![3, 4], vec![0, 1]),
+        // A column spanning the whole storage.
+        ("d", 5, vec![5, 2], vec![16 * MIB + 3, 1]),
+    ];
+    let items = views
+        .iter()
+        .map(|(name, off, shape, stride)| {
+            let sh: Vec<i64> = shape.iter().map(|&x| x as i64).collect();
+            let st: Vec<i64> = stride.iter().map(|&x| x as i64).collect();
+            (*name, u8_tensor(len as i64, *off as i64, &sh, &st))
+        })
+        .collect();
+    let src = zip_of(dict_pickle(items), &[("0", storage.clone())]);
+    let (report, out) = converts(&src);
+    assert_eq!(report.tensors, 4);
+    let mut data = Vec::new();
+    let mut header = String::from(r#"{"__metadata__":{"format":"pt"}"#);
+    for (name, off, shape, stride) in &views {
+        let bytes = expected_view(&storage, *off, shape, stride);
+        header.push_str(&format!(
+            r#","{name}":{{"dtype":"U8","shape":{shape:?},"data_offsets":[{},{}]}}"#,
+            data.len(),
+            data.len() + bytes.len()
+        ));
+        data.extend_from_slice(&bytes);
+    }
+    header.push('}');
+    let header = header.replace(", ", ",");
+    assert_eq!(out, safetensors(&header, &data));
+}
+
+#[test]
+fn zip64_size_beyond_the_file_refused() {
+    // A ZIP64 extra field claiming a 1 TiB record cannot fit between its header and the next.
+    let mut z = reference_zip();
+    z.entry("data/0").cd_zip64_size = Some(1 << 40);
+    refused(
+        &z.build(),
+        Corrupt,
+        "zip entry archive/data/0 overlaps the next record",
+    );
+}
+
+#[test]
+fn zip64_size_disagreeing_with_descriptor_refused() {
+    // A ZIP64 size one byte longer than the data: the descriptor no longer follows the data.
+    let mut z = reference_zip();
+    z.entry("data/0").cd_zip64_size = Some(17);
+    refused(
+        &z.build(),
+        Corrupt,
+        "zip entry archive/data/0 is followed by 15 bytes that are not its data descriptor",
     );
 }

@@ -234,6 +234,9 @@ pub struct ZEntry {
     pub lfh_crc: Option<u32>,
     /// (compressed, uncompressed) sizes in the local header, when they should differ.
     pub lfh_sizes: Option<(u32, u32)>,
+    /// Sizes claimed in the central directory through a ZIP64 extra field
+    /// (the 32-bit fields then read 0xffffffff).
+    pub cd_zip64_size: Option<u64>,
 }
 
 impl ZEntry {
@@ -250,6 +253,7 @@ impl ZEntry {
             lfh_method: None,
             lfh_crc: None,
             lfh_sizes: None,
+            cd_zip64_size: None,
         }
     }
 }
@@ -344,16 +348,30 @@ impl Zip {
             put16(&mut central, 0);
             put16(&mut central, 0x21);
             put32(&mut central, crc);
-            put32(&mut central, stored.len() as u32);
-            put32(&mut central, e.data.len() as u32);
+            let mut extra = Vec::new();
+            match e.cd_zip64_size {
+                Some(size) => {
+                    put32(&mut central, u32::MAX);
+                    put32(&mut central, u32::MAX);
+                    put16(&mut extra, 1);
+                    put16(&mut extra, 16);
+                    extra.extend_from_slice(&size.to_le_bytes());
+                    extra.extend_from_slice(&size.to_le_bytes());
+                }
+                None => {
+                    put32(&mut central, stored.len() as u32);
+                    put32(&mut central, e.data.len() as u32);
+                }
+            }
             put16(&mut central, e.name.len() as u16);
-            put16(&mut central, 0); // extra
+            put16(&mut central, extra.len() as u16);
             put16(&mut central, 0); // comment
             put16(&mut central, 0); // disk
             put16(&mut central, 0); // internal attributes
             put32(&mut central, 0); // external attributes
             put32(&mut central, offset);
             central.extend_from_slice(e.name.as_bytes());
+            central.extend_from_slice(&extra);
         }
         let cd_offset = (out.len() - base) as u32;
         out.extend_from_slice(&central);
@@ -509,7 +527,7 @@ pub fn reference_legacy() -> Vec<u8> {
 /// a multiple of 8, the data.
 pub fn safetensors(json: &str, data: &[u8]) -> Vec<u8> {
     let mut header = json.as_bytes().to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
