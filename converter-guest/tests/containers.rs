@@ -1526,3 +1526,54 @@ fn zip64_size_disagreeing_with_descriptor_refused() {
         "zip entry archive/data/0 is followed by 15 bytes that are not its data descriptor",
     );
 }
+
+#[test]
+fn probe_fuzz() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let bases = vec![
+        reference_zip().build(),
+        reference_legacy(),
+        fixture("convert/zip_p4.pt"),
+        fixture("convert/views.pt"),
+        fixture("convert/legacy_p4.bin"),
+    ];
+    let mut panics = std::collections::BTreeMap::new();
+    std::panic::set_hook(Box::new(|_| {}));
+    for iter in 0..60000 {
+        let base = &bases[iter % bases.len()];
+        let mut v = base.clone();
+        let n = 1 + rnd() % 4;
+        for _ in 0..n {
+            let i = (rnd() % v.len() as u64) as usize;
+            match rnd() % 4 {
+                0 => v[i] = rnd() as u8,
+                1 => v[i] = [0, 0xff, 0x7f, 0x80][(rnd() % 4) as usize],
+                2 => v[i] = v[i].wrapping_add(1),
+                _ => v[i] ^= 1 << (rnd() % 8),
+            }
+        }
+        let r = std::panic::catch_unwind(|| {
+            let mut out = Vec::new();
+            converter_guest::convert(&v, &mut out)
+        });
+        if let Err(e) = r {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or(e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panics.entry(msg).or_insert_with(|| (iter, v.clone()));
+        }
+    }
+    let _ = std::panic::take_hook();
+    for (m, (iter, v)) in &panics {
+        println!("PANIC {m} at iter {iter} len {}", v.len());
+        std::fs::write(format!("/tmp/panic_{iter}.bin"), v).unwrap();
+    }
+}

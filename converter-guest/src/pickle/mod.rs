@@ -743,7 +743,7 @@ impl Run<'_, '_> {
     }
 
     fn set_items(&mut self, target: Value, items: Vec<Value>, pos: u64) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(corrupt(format!(
                 "SETITEMS at {} with an odd number of values",
                 self.at(pos)

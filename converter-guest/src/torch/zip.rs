@@ -88,11 +88,7 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         let data_start = entry
             .data_start()
             .ok_or_else(|| corrupt(format!("zip entry {shown} has no data offset")))?;
-        let cd_flags = directory
-            .flags
-            .get(&entry.name_raw().to_vec())
-            .copied()
-            .unwrap_or(0);
+        let cd_flags = directory.flags.get(entry.name_raw()).copied().unwrap_or(0);
         check_local_header(
             src,
             entry.header_start(),
