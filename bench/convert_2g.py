@@ -16,7 +16,6 @@ measurement is the best of --repeat runs, with the page cache warm.
 """
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def settle():
+    """Flush dirty pages left by the previous step, so no run pays for another's writeback."""
+    subprocess.run(["sync"], check=True)
+
+
 def timed(cmd, **kw):
+    settle()
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
     return time.perf_counter() - t
@@ -36,16 +41,13 @@ def decant_run(decant, src, out):
     """Wall time and peak RSS (bytes) of one conversion, in a fresh child."""
     if os.path.exists(out):
         os.remove(out)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    settle()
     t = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.execv(decant, [decant, "convert", src, "-o", out])
-    _, status, usage = os.wait4(pid, 0)
+    child = subprocess.Popen([decant, "convert", src, "-o", out], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"decant failed with status {status}")
-    del before
     return wall, usage.ru_maxrss * 1024
 
 

@@ -45,18 +45,23 @@ fn run(src: &dyn Source, sink: Option<&mut dyn safetensors::Sink>) -> Result<Rep
     let plan = torch::plan::plan(&parsed)?;
     let (output_bytes, tensor_list) = match sink {
         Some(sink) => (safetensors::write(src, &parsed, &plan, sink)?, Vec::new()),
-        None => (
-            0,
-            plan.tensors
-                .iter()
-                .map(|e| TensorSummary {
-                    name: e.name.clone(),
-                    dtype: e.tensor.dtype.safetensors_name().into(),
-                    shape: e.tensor.shape.clone(),
-                    strided: !e.tensor.is_contiguous(),
-                })
-                .collect(),
-        ),
+        None => {
+            // Inspect reads no tensor data, but a corrupt record must not
+            // pass for a valid checkpoint.
+            safetensors::verify_records(src, &parsed, &Default::default())?;
+            (
+                0,
+                plan.tensors
+                    .iter()
+                    .map(|e| TensorSummary {
+                        name: e.name.clone(),
+                        dtype: e.tensor.dtype.safetensors_name().into(),
+                        shape: e.tensor.shape.clone(),
+                        strided: !e.tensor.is_contiguous(),
+                    })
+                    .collect(),
+            )
+        }
     };
     Ok(Report {
         format: parsed.format.into(),

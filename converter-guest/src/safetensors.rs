@@ -134,24 +134,26 @@ pub fn write_tuned(
         total += w.tensor(e)?;
     }
     w.flush()?;
+    verify_records(src, parsed, &w.verified)?;
+    Ok(total)
+}
+
+/// Checks the CRC-32 of every zip record not in `verified` (storages
+/// already checked while streaming), referenced or not.
+pub fn verify_records(src: &dyn Source, parsed: &Parsed, verified: &HashSet<usize>) -> Result<()> {
     for (i, d) in parsed.data.iter().enumerate() {
         if let Some(crc) = d.crc32 {
-            if !w.verified.contains(&i) {
+            if !verified.contains(&i) {
                 let decl = &parsed.machine.storages.decls[i];
-                zip::check_record_crc(
-                    src,
-                    &format!("data/{}", decl.key),
-                    d.offset,
-                    decl.nbytes,
-                    crc,
-                )?;
+                let name = format!("data/{}", decl.key);
+                zip::check_record_crc(src, &name, d.offset, decl.nbytes, crc)?;
             }
         }
     }
     for (name, offset, size, crc) in &parsed.other_records {
         zip::check_record_crc(src, name, *offset, *size, *crc)?;
     }
-    Ok(total)
+    Ok(())
 }
 
 struct Writer<'a> {

@@ -767,8 +767,11 @@ impl Run<'_, '_> {
                 && s.iter()
                     .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
         };
+        // A dotted name (`torch` + `_utils._rebuild_tensor_v2`) is shown as
+        // module:name so it is not mistaken for the allowlisted global.
+        let sep = if name.contains(&b'.') { ":" } else { "." };
         let display = format!(
-            "{}.{}",
+            "{}{sep}{}",
             String::from_utf8_lossy(module),
             String::from_utf8_lossy(name)
         );
@@ -1276,7 +1279,7 @@ impl Run<'_, '_> {
             && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
         if !plain {
             return Err(corrupt(format!(
-                "storage key {:?} at {} is not a plain name",
+                "storage key \"{}\" at {} is not a plain name",
                 crate::error::printable(key),
                 self.at(pos)
             )));

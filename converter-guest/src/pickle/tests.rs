@@ -782,7 +782,7 @@ fn stack_global_dotted_name_refused() {
     refuse(
         &p.b,
         GlobalRefused,
-        "global pathlib.os.system at byte 26 of data.pkl",
+        "global pathlib:os.system at byte 26 of data.pkl",
     );
 }
 
@@ -810,7 +810,7 @@ fn global_dotted_torch_name_refused() {
     refuse(
         &p.b,
         GlobalRefused,
-        "global torch._utils._rebuild_tensor_v2 at byte 0 of data.pkl is not on the allowlist",
+        "global torch:_utils._rebuild_tensor_v2 at byte 0 of data.pkl is not on the allowlist",
     );
 }
 

@@ -154,6 +154,13 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
             .cmp(&a.tensor.dtype.safetensors_rank())
             .then_with(|| a.name.cmp(&b.name))
     });
+    // Each tensor's byte size was checked when it was built; the sum is
+    // the output size and must fit too.
+    tensors.iter().try_fold(0u64, |total, e| {
+        total
+            .checked_add(e.tensor.numel() * e.tensor.dtype.size())
+            .ok_or_else(|| limit("the tensors add up to more than 2^64 bytes of output"))
+    })?;
     out.tensors = tensors;
     Ok(out)
 }

@@ -12,7 +12,7 @@ use super::{Parsed, StorageData};
 use crate::error::{corrupt, unsupported, Result};
 use crate::pickle::{Machine, PidStyle};
 use crate::source::{Cursor, Source};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Highest `version` record torch 2.15 reads.
 const MAX_VERSION: u64 = 10;
@@ -46,7 +46,7 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     let mut tiles = Vec::with_capacity(archive.len());
 
     let mut root: Option<String> = None;
-    let mut records: HashMap<String, Record> = HashMap::new();
+    let mut records: BTreeMap<String, Record> = BTreeMap::new();
     for i in 0..archive.len() {
         let entry = archive
             .by_index_raw(i)
@@ -92,13 +92,23 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         check_local_header(
             src,
             entry.header_start(),
-            entry.name_raw(),
-            cd_flags,
+            &Expected {
+                name: entry.name_raw(),
+                flags: cd_flags,
+                crc32: entry.crc32(),
+                size: entry.size(),
+            },
             &shown,
         )?;
         tiles.push(Tile {
             header_start: entry.header_start(),
-            data_end: data_start + entry.compressed_size(),
+            data_end: data_start
+                .checked_add(entry.compressed_size())
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "zip entry {shown} claims a size past the end of any file"
+                    ))
+                })?,
             descriptor: cd_flags & FLAG_DESCRIPTOR != 0,
             crc32: entry.crc32(),
             size: entry.size(),
@@ -161,12 +171,14 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         .ok_or_else(|| corrupt("the archive has no version record"))?;
     let version_ok = std::str::from_utf8(&version)
         .ok()
-        .and_then(|v| v.trim_end_matches('\n').parse::<u64>().ok())
+        .map(|v| v.strip_suffix('\n').unwrap_or(v))
+        .filter(|v| !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|v| (1..=MAX_VERSION).contains(&v));
     if !version_ok {
         return Err(unsupported(
             format!(
-                "archive version {:?} (torch reads 1 to {MAX_VERSION})",
+                "archive version \"{}\" (torch reads 1 to {MAX_VERSION})",
                 crate::error::printable(&String::from_utf8_lossy(&version))
             ),
             "the archive was written by an unknown tool or altered",
@@ -178,7 +190,7 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         Some(b"big") => true,
         Some(other) => {
             return Err(corrupt(format!(
-                "byteorder record says {:?}, not little or big",
+                "byteorder record says \"{}\", not little or big",
                 crate::error::printable(&String::from_utf8_lossy(other))
             )))
         }
@@ -429,13 +441,8 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
 
 /// The local header must name the same file as the central directory and
 /// carry no flag the central directory lacks.
-fn check_local_header(
-    src: &dyn Source,
-    at: u64,
-    cd_name: &[u8],
-    cd_flags: u16,
-    shown: &str,
-) -> Result<()> {
+fn check_local_header(src: &dyn Source, at: u64, cd: &Expected, shown: &str) -> Result<()> {
+    let (cd_name, cd_flags) = (cd.name, cd.flags);
     let h = src.read_vec(at, 30)?;
     if !h.starts_with(b"PK\x03\x04") {
         return Err(corrupt(format!("zip entry {shown} has no local header")));
@@ -460,7 +467,61 @@ fn check_local_header(
             "zip entry {shown}: local header flags {lfh_flags:#06x} differ from the central directory's {cd_flags:#06x}"
         )));
     }
+    let disagree = |what: &str| {
+        corrupt(format!(
+            "zip entry {shown}: local header {what} differs from the central directory's"
+        ))
+    };
+    if u16_at(&h, 8) != 0 {
+        return Err(disagree("compression method"));
+    }
+    // With a data descriptor the local CRC and sizes may be zero (the
+    // descriptor, checked by the tiling rule, carries them); otherwise they
+    // must equal the directory's, ZIP64 extra field included.
+    let (crc, csize, usize) = (u32_at(&h, 14), u32_at(&h, 18), u32_at(&h, 22));
+    let deferred = cd_flags & FLAG_DESCRIPTOR != 0 && crc == 0 && csize == 0 && usize == 0;
+    if deferred {
+        return Ok(());
+    }
+    if crc != cd.crc32 {
+        return Err(disagree("CRC-32"));
+    }
+    let (csize, usize) = if csize == 0xffff_ffff || usize == 0xffff_ffff {
+        let extra = src.read_vec(at + 30 + name.len() as u64, u16_at(&h, 28) as u64)?;
+        zip64_sizes(&extra).ok_or_else(|| disagree("ZIP64 sizes"))?
+    } else {
+        (csize as u64, usize as u64)
+    };
+    if csize != cd.size || usize != cd.size {
+        return Err(disagree("size"));
+    }
     Ok(())
+}
+
+/// What the central directory says about an entry.
+struct Expected<'a> {
+    name: &'a [u8],
+    flags: u16,
+    crc32: u32,
+    size: u64,
+}
+
+/// The (compressed, uncompressed) sizes from a local header's ZIP64 extra
+/// field, which then holds both.
+fn zip64_sizes(extra: &[u8]) -> Option<(u64, u64)> {
+    let mut i = 0;
+    while i + 4 <= extra.len() {
+        let (id, len) = (u16_at(extra, i), u16_at(extra, i + 2) as usize);
+        let body = extra.get(i + 4..i + 4 + len)?;
+        if id == 0x0001 {
+            if body.len() < 16 {
+                return None;
+            }
+            return Some((u64_at(body, 8), u64_at(body, 0)));
+        }
+        i += 4 + len;
+    }
+    None
 }
 
 /// One entry's local span.
