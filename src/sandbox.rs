@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{
-    Caller, Config, Engine, Extern, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline,
+    Caller, Config, Engine, Extern, Linker, Module, ResourceLimiter, Store, StoreLimits,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 
 /// How often the epoch ticks; the deadline is checked against a real clock
@@ -114,40 +115,60 @@ struct Host {
     limiter: Limiter,
 }
 
+/// wasmtime's `StoreLimits`, built from the policy, with memory growth
+/// intercepted first so a hit can be reported as the policy's memory limit
+/// (StoreLimits' own failure is an anonymous error).
 struct Limiter {
     memory_bytes: u64,
+    inner: StoreLimits,
+}
+
+impl Limiter {
+    fn new(memory_bytes: u64) -> Self {
+        Limiter {
+            memory_bytes,
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes as usize)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(1)
+                .memories(1)
+                .tables(1)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory_bytes {
             return Err(wasmtime::Error::new(Fault::MemoryLimit(self.memory_bytes)));
         }
-        Ok(true)
+        self.inner.memory_growing(current, desired, maximum)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        self.inner.table_growing(current, desired, maximum)
     }
 
     fn instances(&self) -> usize {
-        1
+        self.inner.instances()
     }
     fn tables(&self) -> usize {
-        1
+        self.inner.tables()
     }
     fn memories(&self) -> usize {
-        1
+        self.inner.memories()
     }
 }
 
@@ -255,9 +276,7 @@ impl Sandbox {
             max_output: limits.max_output_bytes,
             outcome: None,
             deadline,
-            limiter: Limiter {
-                memory_bytes: limits.memory_bytes,
-            },
+            limiter: Limiter::new(limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
