@@ -13,13 +13,21 @@
 //! - [`validate`]: checks of the guest's safetensors output.
 //! - [`output`]: temp files and atomic publication.
 //! - [`guest`]: the embedded converter.
+//! - [`keys`]: Ed25519 key files (PKCS#8 / SPKI PEM) and key ids.
+//! - [`dsse`]: the signed envelope (DSSE v1, PAE, Ed25519).
+//! - [`receipt`]: the in-toto / SLSA provenance statement for a conversion.
+//! - [`verify`]: checking a receipt against an artifact.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod convert;
+pub mod dsse;
 pub mod error;
 pub mod guest;
+pub mod keys;
 pub mod output;
 pub mod policy;
+pub mod receipt;
 pub mod sandbox;
 pub mod validate;
+pub mod verify;
