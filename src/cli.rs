@@ -3,6 +3,8 @@
 
 use crate::convert::{self, Converted, Options};
 use crate::error::{Error, Result};
+use crate::keys;
+use crate::output;
 use crate::policy::Policy;
 use crate::sandbox::Sandbox;
 use clap::{Parser, Subcommand};
@@ -24,6 +26,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create an Ed25519 signing key: KEYFILE (PKCS#8 PEM, 0600) and KEYFILE.pub (SPKI PEM).
+    Keygen {
+        /// Where to write the private key; never overwritten.
+        keyfile: PathBuf,
+    },
     /// Convert a checkpoint to safetensors.
     Convert {
         /// The checkpoint (.bin, .pt, .pth, .ckpt).
@@ -31,6 +38,12 @@ enum Command {
         /// Output path [default: SRC with .safetensors; pytorch_model*.bin -> model*.safetensors].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         out: Option<PathBuf>,
+        /// Sign a receipt for the conversion with this private key (PKCS#8 PEM).
+        #[arg(long, value_name = "KEYFILE")]
+        key: Option<PathBuf>,
+        /// Where to write the receipt [default: OUT.intoto.jsonl]; needs --key.
+        #[arg(long, value_name = "PATH", requires = "key")]
+        receipt: Option<PathBuf>,
         /// Sandbox policy file [default: the built-in sandbox-policy/default.json].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -41,6 +54,38 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a receipt before promoting an artifact: exit 0 verified, 1 not verified.
+    Verify {
+        /// The converted file (.safetensors).
+        artifact: PathBuf,
+        /// The receipt (DSSE envelope, .intoto.jsonl).
+        #[arg(long, value_name = "PATH")]
+        receipt: PathBuf,
+        /// A trusted public key (SPKI PEM); repeat for rotation (any one may sign).
+        #[arg(long = "trusted-key", value_name = "PUB", required = true)]
+        trusted_keys: Vec<PathBuf>,
+        /// Require the receipt to name this source file (by sha256).
+        #[arg(long, value_name = "FILE", conflicts_with = "source_sha256")]
+        source: Option<PathBuf>,
+        /// Require the receipt to name a source with this sha256.
+        #[arg(long, value_name = "HEX")]
+        source_sha256: Option<String>,
+        /// Require the receipt's sandbox policy to have this sha256.
+        #[arg(long, value_name = "HEX")]
+        policy_sha256: Option<String>,
+        /// Also trust this converter guest digest (the embedded one is always trusted).
+        #[arg(long = "allow-converter", value_name = "HEX")]
+        allow_converters: Vec<String>,
+        /// Re-run the conversion of --source in the sandbox and require the artifact's exact bytes.
+        #[arg(long, requires = "source")]
+        reproduce: bool,
+        /// Policy file for --reproduce, when the receipt names a policy other than the built-in one.
+        #[arg(long, value_name = "FILE", requires = "reproduce")]
+        policy: Option<PathBuf>,
+        /// Print one JSON object with every check on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -61,10 +106,13 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Convert { json, .. } | Command::Inspect { json, .. } => *json,
+        Command::Convert { json, .. }
+        | Command::Inspect { json, .. }
+        | Command::Verify { json, .. } => *json,
+        Command::Keygen { .. } => false,
     };
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             report_error(&e, json);
             ExitCode::from(e.kind.exit_code())
@@ -95,28 +143,76 @@ fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
     Sandbox::new(crate::guest::WASM, policy)
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Keygen { keyfile } => {
+            let public = keys::generate(&keyfile)?;
+            println!(
+                "wrote {} (private, mode 0600) and {}",
+                keyfile.display(),
+                keys::public_path(&keyfile).display()
+            );
+            println!("  keyid {}", keys::keyid(&public));
+            println!(
+                "  fingerprint (sha256 of the SPKI DER) {}",
+                keys::fingerprint(&public)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Convert {
             src,
             out,
+            key,
+            receipt,
             policy,
             strict,
             force,
             json,
         } => {
+            // Everything that can fail before the conversion is checked first.
+            let signing = key.as_deref().map(keys::load_signing_key).transpose()?;
+            let opts = Options {
+                output: Some(out.unwrap_or_else(|| convert::default_output(&src))),
+                source: src,
+                strict,
+                force,
+            };
+            let receipt_path = signing.as_ref().map(|_| {
+                receipt.unwrap_or_else(|| {
+                    crate::receipt::default_path(opts.output.as_deref().expect("set above"))
+                })
+            });
+            if let Some(path) = &receipt_path {
+                output::check_target(path, force)?;
+            }
             let sandbox = sandbox(policy)?;
-            let done = convert::convert(
-                &sandbox,
-                &Options {
-                    source: src,
-                    output: out,
-                    strict,
-                    force,
-                },
-            )?;
-            print_converted(&done, json);
-            Ok(())
+            let prepared = convert::prepare(&sandbox, &opts)?;
+            // The receipt is staged before the output is published, so an
+            // output never appears without its receipt for lack of space.
+            let staged = match (&signing, &receipt_path) {
+                (Some(key), Some(path)) => {
+                    let env = crate::receipt::sign_statement(
+                        &crate::receipt::statement(&receipt_input(
+                            &prepared.converted,
+                            &sandbox,
+                            strict,
+                        )),
+                        key,
+                    );
+                    Some((crate::receipt::stage(path, &env)?, path.clone()))
+                }
+                _ => None,
+            };
+            let done = prepared.publish()?;
+            let receipt_written = match staged {
+                Some((pending, path)) => {
+                    crate::receipt::publish(pending, force)?;
+                    Some(path)
+                }
+                None => None,
+            };
+            print_converted(&done, receipt_written.as_deref(), json);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { src, policy, json } => {
             let sandbox = sandbox(policy)?;
@@ -129,16 +225,71 @@ fn run(command: Command) -> Result<()> {
             } else {
                 print_inspection(&src, &report);
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            artifact,
+            receipt,
+            trusted_keys,
+            source,
+            source_sha256,
+            policy_sha256,
+            allow_converters,
+            reproduce,
+            policy,
+            json,
+        } => {
+            let args = crate::gate::Args {
+                artifact,
+                receipt,
+                trusted_keys,
+                source,
+                source_sha256,
+                policy_sha256,
+                allow_converters,
+                reproduce,
+                policy,
+            };
+            let outcome = crate::gate::run(&args)?;
+            outcome.print(&args, json);
+            Ok(if outcome.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
 
-fn print_converted(c: &Converted, json: bool) {
+fn receipt_input<'a>(
+    c: &'a Converted,
+    sandbox: &'a Sandbox,
+    strict: bool,
+) -> crate::receipt::ReceiptInput<'a> {
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    crate::receipt::ReceiptInput {
+        subjects: vec![(name(&c.output), c.output_sha256.clone())],
+        source_name: name(&c.source),
+        source_sha256: c.source_sha256.clone(),
+        source_bytes: c.source_bytes,
+        converter_sha256: crate::guest::sha256(),
+        policy: sandbox.policy(),
+        strict,
+        report: &c.report,
+        started: c.started,
+        finished: c.finished,
+    }
+}
+
+fn print_converted(c: &Converted, receipt: Option<&std::path::Path>, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::json!({"status": "converted", "conversion": c})
+            serde_json::json!({"status": "converted", "conversion": c, "receipt": receipt})
         );
         return;
     }
@@ -173,6 +324,9 @@ fn print_converted(c: &Converted, json: bool) {
             "  converted only state_dict; ignored top-level entries: {}",
             crate::error::one_line(&r.ignored.join(", "))
         );
+    }
+    if let Some(path) = receipt {
+        let _ = writeln!(out, "  receipt: {}", path.display());
     }
 }
 

@@ -124,9 +124,31 @@ fn apply_policy(sandbox: &Sandbox, report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// Converts one checkpoint. On any error nothing is left at the output path
-/// and no temp file remains.
+/// A validated conversion whose output is still a temp file beside OUT.
+/// Dropping it deletes the temp file.
+pub struct Prepared {
+    pending: Pending,
+    pub converted: Converted,
+    force: bool,
+}
+
+impl Prepared {
+    /// Renames the output into place.
+    pub fn publish(self) -> Result<Converted> {
+        self.pending.publish(self.force)?;
+        Ok(self.converted)
+    }
+}
+
+/// Converts one checkpoint and publishes the output. On any error nothing is
+/// left at the output path and no temp file remains.
 pub fn convert(sandbox: &Sandbox, opts: &Options) -> Result<Converted> {
+    prepare(sandbox, opts)?.publish()
+}
+
+/// Runs and validates a conversion without publishing it, so that whatever
+/// must accompany the output (a receipt) can be made ready first.
+pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
     let started = SystemTime::now();
     let output = opts
         .output
@@ -198,17 +220,20 @@ pub fn convert(sandbox: &Sandbox, opts: &Options) -> Result<Converted> {
     let output_sha256 = hex::encode(sink.hasher.finalize());
     let output_bytes = sink.written;
     drop(sink.file);
-    pending.publish(opts.force)?;
-    Ok(Converted {
-        source: opts.source.clone(),
-        source_sha256,
-        source_bytes: before.len(),
-        output,
-        output_sha256,
-        output_bytes,
-        report,
-        started,
-        finished: SystemTime::now(),
+    Ok(Prepared {
+        pending,
+        converted: Converted {
+            source: opts.source.clone(),
+            source_sha256,
+            source_bytes: before.len(),
+            output,
+            output_sha256,
+            output_bytes,
+            report,
+            started,
+            finished: SystemTime::now(),
+        },
+        force: opts.force,
     })
 }
 

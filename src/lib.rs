@@ -17,12 +17,14 @@
 //! - [`dsse`]: the signed envelope (DSSE v1, PAE, Ed25519).
 //! - [`receipt`]: the in-toto / SLSA provenance statement for a conversion.
 //! - [`verify`]: checking a receipt against an artifact.
+//! - [`gate`]: `decant verify`, the promotion gate (inputs, --reproduce, output).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod convert;
 pub mod dsse;
 pub mod error;
+pub mod gate;
 pub mod guest;
 pub mod keys;
 pub mod output;

@@ -1,0 +1,238 @@
+//! `decant verify`: the promotion gate.
+//!
+//! [`crate::verify`] decides whether a receipt vouches for an artifact; this
+//! module gathers what it needs (the artifact's digest, the receipt, the
+//! trusted keys and converters, the optional pins), adds the `--reproduce`
+//! check, and reports every check. Problems reading inputs are usage or I/O
+//! errors (exit 2); a check that fails is "not verified" (exit 1).
+
+use crate::convert::{self, sha256_file, Options};
+use crate::error::{Error, Kind, Result};
+use crate::policy::Policy;
+use crate::sandbox::Sandbox;
+use crate::verify::{self, Check, Request, Verification};
+use crate::{guest, keys};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Name of the check `--reproduce` adds.
+pub const REPRODUCE: &str = "reproduce";
+
+/// The command's inputs, as given.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub artifact: PathBuf,
+    pub receipt: PathBuf,
+    pub trusted_keys: Vec<PathBuf>,
+    pub source: Option<PathBuf>,
+    pub source_sha256: Option<String>,
+    pub policy_sha256: Option<String>,
+    pub allow_converters: Vec<String>,
+    pub reproduce: bool,
+    pub policy: Option<PathBuf>,
+}
+
+/// The result: every check, and which trusted key signed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub artifact_sha256: String,
+    pub verification: Verification,
+    pub trusted_key_fingerprints: Vec<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.verification.passed()
+    }
+
+    /// Prints the checks (text or one JSON object).
+    pub fn print(&self, args: &Args, json: bool) {
+        let v = &self.verification;
+        let signer = v
+            .trusted_key
+            .and_then(|i| self.trusted_key_fingerprints.get(i));
+        if json {
+            let out = serde_json::json!({
+                "status": if self.passed() { "verified" } else { "not_verified" },
+                "artifact": args.artifact,
+                "artifact_sha256": self.artifact_sha256,
+                "receipt": args.receipt,
+                "signer_fingerprint": signer,
+                "checks": v.checks,
+            });
+            println!("{out}");
+            return;
+        }
+        for c in &v.checks {
+            let mark = if c.passed { "ok  " } else { "FAIL" };
+            println!(
+                "{mark} {:<13} {}",
+                c.name,
+                crate::error::one_line(&c.detail)
+            );
+        }
+        if self.passed() {
+            println!(
+                "verified: {} is vouched for by {} (signer {})",
+                args.artifact.display(),
+                args.receipt.display(),
+                signer.map(String::as_str).unwrap_or("?")
+            );
+        } else {
+            let failed: Vec<&str> = v
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.name)
+                .collect();
+            eprintln!(
+                "decant: NOT verified: {} failed ({})",
+                args.artifact.display(),
+                failed.join(", ")
+            );
+            eprintln!("hint: do not promote this artifact; each FAIL line above says what was expected and what was found");
+        }
+    }
+}
+
+fn hex_digest(value: &str, what: &str) -> Result<String> {
+    let v = value.to_ascii_lowercase();
+    if v.len() != 64 || !v.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{what} {value:?} is not a sha256 digest"),
+            "give 64 hexadecimal characters",
+        ));
+    }
+    Ok(v)
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let f =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
+    sha256_file(&f).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))
+}
+
+fn read_receipt(path: &Path) -> Result<Vec<u8>> {
+    let f =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
+    let mut bytes = Vec::new();
+    f.take(verify::MAX_RECEIPT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
+    Ok(bytes)
+}
+
+/// Runs every check.
+pub fn run(args: &Args) -> Result<Outcome> {
+    let trusted = args
+        .trusted_keys
+        .iter()
+        .map(|p| keys::load_public_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut trusted_converters = vec![guest::sha256()];
+    for c in &args.allow_converters {
+        trusted_converters.push(hex_digest(c, "--allow-converter")?);
+    }
+    let source_pin = match (&args.source, &args.source_sha256) {
+        (Some(path), _) => Some(file_sha256(path)?),
+        (None, Some(hex)) => Some(hex_digest(hex, "--source-sha256")?),
+        (None, None) => None,
+    };
+    let policy_pin = args
+        .policy_sha256
+        .as_deref()
+        .map(|h| hex_digest(h, "--policy-sha256"))
+        .transpose()?;
+    let artifact_sha256 = file_sha256(&args.artifact)?;
+    let receipt = read_receipt(&args.receipt)?;
+    let mut verification = verify::verify_detailed(&Request {
+        artifact_sha256: artifact_sha256.clone(),
+        envelope_json: &receipt,
+        trusted: trusted.clone(),
+        trusted_converters,
+        source_sha256_pin: source_pin,
+        policy_sha256_pin: policy_pin,
+    });
+    if args.reproduce {
+        let check = reproduce(args, &verification, &artifact_sha256)?;
+        verification.checks.push(check);
+    }
+    Ok(Outcome {
+        artifact_sha256,
+        verification,
+        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+    })
+}
+
+/// Re-runs the conversion of `--source` under the receipt's policy and
+/// compares the bytes with the artifact's.
+fn reproduce(args: &Args, v: &Verification, artifact_sha256: &str) -> Result<Check> {
+    let fail = |detail: String| Check {
+        name: REPRODUCE,
+        passed: false,
+        detail,
+    };
+    let Some(statement) = &v.statement else {
+        return Ok(fail(verify::NOT_CHECKED_UNSIGNED.into()));
+    };
+    let source = args
+        .source
+        .as_ref()
+        .expect("clap requires --source with --reproduce");
+    if verify::statement_converter_sha256(statement).as_deref() != Some(guest::sha256().as_str()) {
+        return Ok(fail(format!(
+            "the receipt names converter {}, but this decant embeds {}; reproduce with the decant that made it",
+            verify::statement_converter_sha256(statement).unwrap_or_default(),
+            guest::sha256()
+        )));
+    }
+    let wanted = verify::statement_policy_sha256(statement).unwrap_or_default();
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default_policy(),
+    };
+    if policy.sha256 != wanted {
+        return Ok(fail(format!(
+            "the receipt's policy has sha256 {wanted}, {} has {}; pass the same policy with --policy",
+            policy.origin, policy.sha256
+        )));
+    }
+    let strict = verify::statement_strict(statement).unwrap_or(false);
+    let sandbox = Sandbox::new(guest::WASM, policy)?;
+    let dir = tempfile::tempdir().map_err(|e| Error::io("cannot create a temp directory", &e))?;
+    let out = dir.path().join("reproduced.safetensors");
+    let converted = convert::convert(
+        &sandbox,
+        &Options {
+            source: source.clone(),
+            output: Some(out),
+            strict,
+            force: false,
+        },
+    );
+    Ok(match converted {
+        Ok(c) if c.output_sha256 == artifact_sha256 => Check {
+            name: REPRODUCE,
+            passed: true,
+            detail: format!(
+                "converting {} again gives the artifact's exact bytes (sha256 {})",
+                source.display(),
+                artifact_sha256
+            ),
+        },
+        Ok(c) => fail(format!(
+            "converting {} again gives sha256 {}, the artifact has {}",
+            source.display(),
+            c.output_sha256,
+            artifact_sha256
+        )),
+        Err(e) if e.kind.exit_code() == 1 => fail(format!(
+            "converting {} again was refused: {}",
+            source.display(),
+            e.message
+        )),
+        Err(e) => return Err(e),
+    })
+}
