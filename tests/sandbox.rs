@@ -297,3 +297,28 @@ fn guest_that_never_finishes_is_an_error() {
     );
     assert!(err.message.contains("without reporting"), "{}", err.message);
 }
+
+/// A guest that reports success without writing a byte: the empty output is
+/// not a safetensors file and must not be published.
+#[test]
+fn guest_that_finishes_without_writing_publishes_nothing() {
+    let report = r#"{"outcome":"done","format":"zip","pickle_protocol":2,"byteorder":"little","tensors":0,"output_bytes":0,"dropped":[],"dropped_total":0,"ignored":[],"aliases":{},"globals":[]}"#;
+    let escaped = report.replace('"', "\\\"");
+    let err = convert_err(
+        &guest(&format!(
+            r#"(data (i32.const 0) "{escaped}")
+               (func $convert_impl (result i32)
+                 (drop (call $finish (i32.const 0) (i32.const {len})))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+            len = report.len()
+        )),
+        Policy::default_policy(),
+    );
+    assert_eq!(err.kind, Kind::Internal);
+    assert!(
+        err.message.contains("invalid safetensors"),
+        "{}",
+        err.message
+    );
+}

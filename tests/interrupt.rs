@@ -1,0 +1,93 @@
+//! Killing decant (SIGKILL, no chance to clean up) in the middle of a large
+//! conversion must leave nothing at the final paths: the output and the
+//! receipt appear only by atomic rename after validation.
+
+mod common;
+
+use common::{decant, fixture};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes a torch-zip checkpoint of about `mib` MiB with the benchmark's
+/// generator (plain python3, no torch).
+fn big_checkpoint(path: &Path, mib: u32) {
+    let script = fixture("../bench/make_checkpoint.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .args(["--mib", &mib.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("python3 runs the checkpoint generator");
+    assert!(status.success());
+}
+
+fn partial_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(decant::output::TEMP_PREFIX)
+        })
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn sigkill_mid_conversion_leaves_no_output_and_no_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    let src = dir.path().join("big.pt");
+    big_checkpoint(&src, 768);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("big.safetensors");
+    let receipt = out_dir.join("big.safetensors.intoto.jsonl");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+        ])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until output is being written, then kill without warning.
+    let started = Instant::now();
+    while partial_bytes(&out_dir) < (8 << 20) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the conversion finished before it could be interrupted"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output was ever written"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+
+    assert!(!out.exists(), "a partial output reached its final path");
+    assert!(
+        !receipt.exists(),
+        "a receipt exists for an interrupted conversion"
+    );
+    // Only the recognisable temp file may remain.
+    for e in std::fs::read_dir(&out_dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(decant::output::TEMP_PREFIX),
+            "unexpected file {name}"
+        );
+    }
+}
