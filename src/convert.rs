@@ -215,7 +215,7 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
         ));
     }
 
-    let summary = validate::safetensors_file(pending.path(), sink.written)?;
+    let summary = validate::safetensors_file(&pending.file()?, sink.written)?;
     validate::matches_report(&summary, &report, sink.written)?;
     let output_sha256 = hex::encode(sink.hasher.finalize());
     let output_bytes = sink.written;

@@ -1,28 +1,75 @@
 //! Publishing output files without ever leaving a partial one.
 //!
-//! Output is written to a temp file in OUT's directory (created exclusively,
-//! mode 0600, so a planted symlink cannot redirect it), validated, synced,
-//! and only then renamed into place. Without `--force` the rename refuses to
-//! replace an existing file, atomically (no check-then-write race). A temp
-//! file that is not published is deleted when dropped.
+//! Output is written to a temp file in its final directory (created
+//! exclusively, mode 0600, so a planted file or symlink cannot redirect it),
+//! validated, synced, and only then put in place. Without `--force` the
+//! final step is a hard link, which atomically refuses to replace an
+//! existing file; with it, a rename. A temp file that is not published is
+//! deleted when dropped.
+//!
+//! Every operation goes through a cap-std [`Dir`] handle: names resolve
+//! beneath that directory only (no `..`, absolute path or symlink leads
+//! out), which is what directory mode relies on.
 
 use crate::error::{Error, Kind, Result};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use tempfile::NamedTempFile;
 
 /// Prefix of decant's temp files (so a leftover from a killed run is
 /// recognisable).
 pub const TEMP_PREFIX: &str = ".decant-";
 
-/// A file being written next to its final path.
+/// A file being written next to its final name.
 pub struct Pending {
-    temp: NamedTempFile,
-    target: PathBuf,
+    dir: Dir,
+    temp: String,
+    target: String,
+    /// For messages.
+    shown: PathBuf,
+    file: File,
+    done: bool,
 }
 
-/// Refuses early when OUT exists and `--force` was not given, so no work is
-/// wasted; the final rename checks again atomically.
+fn exists(shown: &Path) -> Error {
+    Error::new(
+        Kind::Usage,
+        format!("{} already exists", shown.display()),
+        "pass --force to replace it, or choose another path with -o",
+    )
+}
+
+fn split(target: &Path) -> Result<(PathBuf, String)> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| {
+            Error::new(
+                Kind::Usage,
+                format!("{} is not a file path", target.display()),
+                "give a path that ends in a file name",
+            )
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+/// Opens a directory given on the command line (the one place ambient
+/// authority is used).
+pub fn open_dir(path: &Path) -> Result<Dir> {
+    Dir::open_ambient_dir(path, ambient_authority())
+        .map_err(|e| Error::io(format!("cannot open directory {}", path.display()), &e))
+}
+
+/// Refuses early when `target` exists and `force` was not given, so no work
+/// is wasted; publishing checks again atomically.
 pub fn check_target(target: &Path, force: bool) -> Result<()> {
     if !force && target.symlink_metadata().is_ok() {
         return Err(exists(target));
@@ -30,81 +77,106 @@ pub fn check_target(target: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn exists(target: &Path) -> Error {
-    Error::new(
-        Kind::Usage,
-        format!("{} already exists", target.display()),
-        "pass --force to replace it, or choose another path with -o",
-    )
+/// [`check_target`] for a name in a directory.
+pub fn check_in_dir(dir: &Dir, name: &str, shown: &Path, force: bool) -> Result<()> {
+    if !force && dir.symlink_metadata(name).is_ok() {
+        return Err(exists(shown));
+    }
+    Ok(())
 }
 
-fn parent(target: &Path) -> &Path {
-    match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    hex::encode(b)
 }
 
 impl Pending {
+    /// A temp file beside `target`.
     pub fn new(target: &Path) -> Result<Self> {
-        let dir = parent(target);
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot create a temp file in {}", dir.display()),
-                    &e,
-                )
-            })?;
-        Ok(Pending {
-            temp,
-            target: target.to_path_buf(),
-        })
+        let (parent, name) = split(target)?;
+        let dir = open_dir(&parent)?;
+        Self::in_dir(&dir, &name, target)
     }
 
-    /// A second handle for writing.
+    /// A temp file in `dir` for the file `name`; `shown` names it in messages.
+    pub fn in_dir(dir: &Dir, name: &str, shown: &Path) -> Result<Self> {
+        let dir = dir
+            .try_clone()
+            .map_err(|e| Error::io("cannot reuse a directory handle", &e))?;
+        for _ in 0..16 {
+            let temp = format!("{TEMP_PREFIX}{}.partial", random_suffix());
+            let mut opts = OpenOptions::new();
+            opts.read(true).write(true).create_new(true).mode(0o600);
+            match dir.open_with(&temp, &opts) {
+                Ok(f) => {
+                    return Ok(Pending {
+                        dir,
+                        temp,
+                        target: name.to_string(),
+                        shown: shown.to_path_buf(),
+                        file: f.into_std(),
+                        done: false,
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot create a temp file beside {}", shown.display()),
+                        &e,
+                    ))
+                }
+            }
+        }
+        Err(Error::internal("could not find a free temp file name"))
+    }
+
+    /// A second handle to the temp file, for writing or reading back.
     pub fn file(&self) -> Result<File> {
-        self.temp
-            .as_file()
+        self.file
             .try_clone()
             .map_err(|e| Error::io("cannot reopen the temp file", &e))
     }
 
-    pub fn path(&self) -> &Path {
-        self.temp.path()
-    }
-
-    /// Syncs and renames into place; `force` allows replacing an existing
-    /// file.
-    pub fn publish(self, force: bool) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let file = self.temp.as_file();
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+    /// Syncs and puts the file in place; `force` allows replacing an
+    /// existing file.
+    pub fn publish(mut self, force: bool) -> Result<()> {
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::io("cannot set the output's permissions", &e))?;
-        file.sync_all()
+        self.file
+            .sync_all()
             .map_err(|e| Error::io("cannot sync the output", &e))?;
-        let target = self.target;
-        let persisted = if force {
-            self.temp.persist(&target)
+        let placed = if force {
+            self.dir.rename(&self.temp, &self.dir, &self.target)
         } else {
-            self.temp.persist_noclobber(&target)
+            // A hard link never replaces an existing name: atomic no-clobber.
+            self.dir
+                .hard_link(&self.temp, &self.dir, &self.target)
+                .and_then(|()| self.dir.remove_file(&self.temp))
         };
-        if let Err(e) = persisted {
-            // `e.file` is dropped here, which deletes the temp file.
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                return Err(exists(&target));
+        match placed {
+            Ok(()) => {
+                self.done = true;
+                // Make the new directory entry durable.
+                if let Ok(d) = self.dir.try_clone() {
+                    let _ = d.into_std_file().sync_all();
+                }
+                Ok(())
             }
-            return Err(Error::io(
-                format!("cannot create {}", target.display()),
-                &e.error,
-            ));
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(exists(&self.shown)),
+            Err(e) => Err(Error::io(
+                format!("cannot create {}", self.shown.display()),
+                &e,
+            )),
         }
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(parent(&target)) {
-            let _ = d.sync_all();
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.dir.remove_file(&self.temp);
         }
-        Ok(())
     }
 }

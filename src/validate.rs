@@ -11,8 +11,7 @@ use decant_abi::Report;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 
 /// safetensors' own cap on the header.
 const MAX_HEADER: u64 = 100_000_000;
@@ -35,18 +34,18 @@ fn invalid(why: impl Into<String>) -> Error {
     )
 }
 
-/// Validates the safetensors file at `path`, of `len` bytes.
-pub fn safetensors_file(path: &Path, len: u64) -> Result<Summary> {
-    let mut f = File::open(path).map_err(|e| Error::io("cannot reopen the output", &e))?;
+/// Validates the safetensors file `f` (read by offset, so its position does
+/// not matter), of `len` bytes.
+pub fn safetensors_file(f: &File, len: u64) -> Result<Summary> {
     let mut n = [0u8; 8];
-    f.read_exact(&mut n)
+    f.read_exact_at(&mut n, 0)
         .map_err(|_| invalid("shorter than 8 bytes"))?;
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER || n.checked_add(8).is_none_or(|end| end > len) {
         return Err(invalid(format!("header length {n} does not fit the file")));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
+    f.read_exact_at(&mut header, 8)
         .map_err(|e| Error::io("cannot read the output header", &e))?;
     header_bytes(&header, len)
 }
