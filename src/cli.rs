@@ -31,13 +31,17 @@ enum Command {
         /// Where to write the private key; never overwritten.
         keyfile: PathBuf,
     },
-    /// Convert a checkpoint to safetensors.
+    /// Convert a checkpoint, or every checkpoint in a model directory, to safetensors.
     Convert {
-        /// The checkpoint (.bin, .pt, .pth, .ckpt).
+        /// The checkpoint (.bin, .pt, .pth, .ckpt) or a model directory.
         src: PathBuf,
         /// Output path [default: SRC with .safetensors; pytorch_model*.bin -> model*.safetensors].
+        /// For a directory: the output directory [default: SRC itself].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         out: Option<PathBuf>,
+        /// Directory mode: conversions to run at once [default: the number of cores].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: Option<u16>,
         /// Sign a receipt for the conversion with this private key (PKCS#8 PEM).
         #[arg(long, value_name = "KEYFILE")]
         key: Option<PathBuf>,
@@ -162,6 +166,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Convert {
             src,
             out,
+            jobs,
             key,
             receipt,
             policy,
@@ -171,6 +176,40 @@ fn run(command: Command) -> Result<ExitCode> {
         } => {
             // Everything that can fail before the conversion is checked first.
             let signing = key.as_deref().map(keys::load_signing_key).transpose()?;
+            if src.is_dir() {
+                if receipt.is_some() {
+                    return Err(Error::new(
+                        crate::error::Kind::Usage,
+                        "--receipt does not apply to a directory",
+                        "a directory's receipt is always OUTDIR/decant.intoto.jsonl",
+                    ));
+                }
+                let jobs = jobs
+                    .map(usize::from)
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let sandbox = sandbox(policy)?;
+                let opts = crate::model_dir::Options {
+                    source: src,
+                    output: out,
+                    strict,
+                    force,
+                    jobs,
+                    key: signing,
+                };
+                let progress = crate::progress::Progress::new(json);
+                let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
+                progress.finish();
+                let done = done?;
+                crate::progress::print_dir(&done, json);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if jobs.is_some() {
+                return Err(Error::new(
+                    crate::error::Kind::Usage,
+                    "--jobs applies to model directories",
+                    "a single checkpoint is converted by one job",
+                ));
+            }
             let opts = Options {
                 output: Some(out.unwrap_or_else(|| convert::default_output(&src))),
                 source: src,
@@ -273,13 +312,16 @@ fn receipt_input<'a>(
     };
     crate::receipt::ReceiptInput {
         subjects: vec![(name(&c.output), c.output_sha256.clone())],
-        source_name: name(&c.source),
-        source_sha256: c.source_sha256.clone(),
-        source_bytes: c.source_bytes,
+        sources: vec![crate::receipt::SourceFile {
+            name: name(&c.source),
+            sha256: c.source_sha256.clone(),
+            bytes: c.source_bytes,
+        }],
+        source_param: name(&c.source),
         converter_sha256: crate::guest::sha256(),
         policy: sandbox.policy(),
         strict,
-        report: &c.report,
+        reports: vec![(crate::receipt::REPORT_NAME.into(), &c.report)],
         started: c.started,
         finished: c.finished,
     }

@@ -33,6 +33,8 @@ pub struct Converted {
     pub output: PathBuf,
     pub output_sha256: String,
     pub output_bytes: u64,
+    /// Tensor data bytes in the output (its size less the header).
+    pub data_bytes: u64,
     pub report: Report,
     #[serde(skip)]
     pub started: SystemTime,
@@ -149,28 +151,64 @@ pub fn convert(sandbox: &Sandbox, opts: &Options) -> Result<Converted> {
 /// Runs and validates a conversion without publishing it, so that whatever
 /// must accompany the output (a receipt) can be made ready first.
 pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
-    let started = SystemTime::now();
     let output = opts
         .output
         .clone()
         .unwrap_or_else(|| default_output(&opts.source));
     output::check_target(&output, opts.force)?;
-    let (file, before) = open_source(&opts.source)?;
+    let (file, _) = open_source(&opts.source)?;
     let pending = Pending::new(&output)?;
+    let job = Job {
+        source: file,
+        source_shown: opts.source.clone(),
+        output_shown: output,
+        strict: opts.strict,
+        force: opts.force,
+    };
+    prepare_job(sandbox, job, pending)
+}
+
+/// One conversion's inputs once files are open: directory mode opens them
+/// through its own directory handles.
+pub struct Job {
+    pub source: File,
+    /// How the source and output are named in messages and reports.
+    pub source_shown: PathBuf,
+    pub output_shown: PathBuf,
+    pub strict: bool,
+    pub force: bool,
+}
+
+/// Converts an open source into a pending output and validates it.
+pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prepared> {
+    let started = SystemTime::now();
+    let shown = &job.source_shown;
+    let before = job
+        .source
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", shown.display()), &e))?;
+    if !before.is_file() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{} is not a regular file", shown.display()),
+            "point decant at a checkpoint file",
+        ));
+    }
     let sink = OutputSink::new(pending.file()?);
+    let file = &job.source;
 
     // Hash the source on a second core while the guest converts it.
     let (source_sha256, run) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| sha256_file(&file));
-        let guest_file = file.try_clone();
-        let run = guest_file
+        let hasher = s.spawn(|| sha256_file(file));
+        let run = file
+            .try_clone()
             .map_err(|e| Error::io("cannot reopen the source", &e))
             .and_then(|f| sandbox.run(Entry::Convert, f, Some(sink)));
         (hasher.join(), run)
     });
     let source_sha256 = source_sha256
         .map_err(|_| Error::internal("the hashing thread panicked"))?
-        .map_err(|e| Error::io(format!("cannot read {}", opts.source.display()), &e))?;
+        .map_err(|e| Error::io(format!("cannot read {}", shown.display()), &e))?;
     let (outcome, sink) = run?;
     let report = match outcome {
         Outcome::Done(r) => r,
@@ -178,21 +216,19 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
     };
     let sink = sink.ok_or_else(|| Error::internal("the output sink was lost"))?;
 
-    let after = std::fs::metadata(&opts.source)
-        .map_err(|e| Error::io(format!("cannot stat {}", opts.source.display()), &e))?;
+    let after = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", shown.display()), &e))?;
     if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
         return Err(Error::new(
             Kind::Io,
-            format!(
-                "{} changed while it was being converted",
-                opts.source.display()
-            ),
+            format!("{} changed while it was being converted", shown.display()),
             "convert a file nothing else is writing",
         ));
     }
 
     apply_policy(sandbox, &report)?;
-    if opts.strict && report.dropped_total > 0 {
+    if job.strict && report.dropped_total > 0 {
         let names: Vec<&str> = report
             .dropped
             .iter()
@@ -223,17 +259,18 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
     Ok(Prepared {
         pending,
         converted: Converted {
-            source: opts.source.clone(),
+            source: job.source_shown,
             source_sha256,
             source_bytes: before.len(),
-            output,
+            output: job.output_shown,
             output_sha256,
             output_bytes,
+            data_bytes: output_bytes - 8 - summary.header_len,
             report,
             started,
             finished: SystemTime::now(),
         },
-        force: opts.force,
+        force: job.force,
     })
 }
 

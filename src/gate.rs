@@ -149,6 +149,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let receipt = read_receipt(&args.receipt)?;
     let mut verification = verify::verify_detailed(&Request {
         artifact_sha256: artifact_sha256.clone(),
+        directory_files: None,
         envelope_json: &receipt,
         trusted: trusted.clone(),
         trusted_converters,

@@ -17,6 +17,7 @@
 //! - [`dsse`]: the signed envelope (DSSE v1, PAE, Ed25519).
 //! - [`receipt`]: the in-toto / SLSA provenance statement for a conversion.
 //! - [`verify`]: checking a receipt against an artifact.
+//! - [`model_dir`]: model directories (Hugging Face layouts, shards, batch).
 //! - [`gate`]: `decant verify`, the promotion gate (inputs, --reproduce, output).
 #![forbid(unsafe_code)]
 
@@ -27,8 +28,10 @@ pub mod error;
 pub mod gate;
 pub mod guest;
 pub mod keys;
+pub mod model_dir;
 pub mod output;
 pub mod policy;
+pub mod progress;
 pub mod receipt;
 pub mod sandbox;
 pub mod validate;

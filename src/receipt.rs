@@ -56,16 +56,21 @@ pub const RECEIPT_SUFFIX: &str = ".intoto.jsonl";
 pub struct ReceiptInput<'a> {
     /// Each output file: (file name, sha256 hex).
     pub subjects: Vec<(String, String)>,
-    /// The source's file name (no directories: they say where the file was,
-    /// not what it was).
-    pub source_name: String,
-    pub source_sha256: String,
-    pub source_bytes: u64,
+    /// What was converted: one file, or each file of a model directory
+    /// (names relative to the directory: they say what a file was, not
+    /// where it was).
+    pub sources: Vec<SourceFile>,
+    /// `externalParameters.source`: the source file's name, or the model
+    /// directory's.
+    pub source_param: String,
     /// sha256 of the guest wasm that converted ([`crate::guest::sha256`]).
     pub converter_sha256: String,
     pub policy: &'a Policy,
     pub strict: bool,
-    pub report: &'a Report,
+    /// The guest's report for each converted file, by name: one entry named
+    /// [`REPORT_NAME`] for a single file, `<output>.report.json` per file for
+    /// a directory.
+    pub reports: Vec<(String, &'a Report)>,
     pub started: SystemTime,
     pub finished: SystemTime,
 }
@@ -95,13 +100,52 @@ fn report_json(report: &Report) -> (Value, String) {
 }
 
 /// The in-toto Statement for one conversion.
+/// One source file of a conversion.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
 pub fn statement(input: &ReceiptInput<'_>) -> Value {
     let subject: Vec<Value> = input
         .subjects
         .iter()
         .map(|(name, sha256)| json!({"name": name, "digest": {"sha256": sha256}}))
         .collect();
-    let (report, report_sha256) = report_json(input.report);
+    let mut dependencies: Vec<Value> = input
+        .sources
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "digest": {"sha256": s.sha256},
+                // ResourceDescriptor has no size field.
+                "annotations": {"role": ROLE_SOURCE, "size": s.bytes},
+            })
+        })
+        .collect();
+    dependencies.push(json!({
+        "name": CONVERTER_NAME,
+        "digest": {"sha256": input.converter_sha256},
+        "annotations": {"role": ROLE_CONVERTER},
+    }));
+    let byproducts: Vec<Value> = input
+        .reports
+        .iter()
+        .map(|(name, report)| {
+            let (report, report_sha256) = report_json(report);
+            json!({
+                "name": name,
+                "mediaType": "application/json",
+                "digest": {"sha256": report_sha256},
+                // Too big for `content` (SHOULD be < 1 KB) with many dropped
+                // entries, and readable as plain JSON here.
+                "annotations": report,
+            })
+        })
+        .collect();
     json!({
         "_type": STATEMENT_TYPE,
         "subject": subject,
@@ -111,7 +155,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Value {
                 "buildType": BUILD_TYPE,
                 // SLSA: small, user-controlled, string values.
                 "externalParameters": {
-                    "source": input.source_name,
+                    "source": input.source_param,
                     "strict": input.strict.to_string(),
                     "policy": input.policy.origin,
                 },
@@ -125,19 +169,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Value {
                             .unwrap_or(Value::Null),
                     }
                 },
-                "resolvedDependencies": [
-                    {
-                        "name": input.source_name,
-                        "digest": {"sha256": input.source_sha256},
-                        // ResourceDescriptor has no size field.
-                        "annotations": {"role": ROLE_SOURCE, "size": input.source_bytes},
-                    },
-                    {
-                        "name": CONVERTER_NAME,
-                        "digest": {"sha256": input.converter_sha256},
-                        "annotations": {"role": ROLE_CONVERTER},
-                    },
-                ],
+                "resolvedDependencies": dependencies,
             },
             "runDetails": {
                 "builder": {
@@ -151,16 +183,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Value {
                     "startedOn": timestamp(input.started),
                     "finishedOn": timestamp(input.finished),
                 },
-                "byproducts": [
-                    {
-                        "name": REPORT_NAME,
-                        "mediaType": "application/json",
-                        "digest": {"sha256": report_sha256},
-                        // Too big for `content` (SHOULD be < 1 KB) with many
-                        // dropped entries, and readable as plain JSON here.
-                        "annotations": report,
-                    }
-                ],
+                "byproducts": byproducts,
             },
         },
     })
@@ -192,7 +215,20 @@ pub fn to_line(env: &Envelope) -> String {
 /// caller can publish it together with the output (or drop it, which deletes
 /// it).
 pub fn stage(path: &Path, env: &Envelope) -> Result<Pending> {
-    let pending = Pending::new(path)?;
+    write_staged(Pending::new(path)?, path, env)
+}
+
+/// [`stage`] for a receipt named `name` in the directory `dir`.
+pub fn stage_in_dir(
+    dir: &cap_std::fs::Dir,
+    name: &str,
+    shown: &Path,
+    env: &Envelope,
+) -> Result<Pending> {
+    write_staged(Pending::in_dir(dir, name, shown)?, shown, env)
+}
+
+fn write_staged(pending: Pending, path: &Path, env: &Envelope) -> Result<Pending> {
     let mut file = pending.file()?;
     file.write_all(to_line(env).as_bytes()).map_err(|e| {
         Error::io(
@@ -254,13 +290,16 @@ pub(crate) mod tests {
         let report = sample_report();
         statement(&ReceiptInput {
             subjects: vec![("model.safetensors".into(), artifact_sha256.into())],
-            source_name: "pytorch_model.bin".into(),
-            source_sha256: source_sha256.into(),
-            source_bytes: 4096,
+            sources: vec![SourceFile {
+                name: "pytorch_model.bin".into(),
+                sha256: source_sha256.into(),
+                bytes: 4096,
+            }],
+            source_param: "pytorch_model.bin".into(),
             converter_sha256: converter_sha256.into(),
             policy,
             strict: false,
-            report: &report,
+            reports: vec![(REPORT_NAME.into(), &report)],
             started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             finished: UNIX_EPOCH + Duration::from_secs(1_700_000_002),
         })

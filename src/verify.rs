@@ -78,8 +78,13 @@ impl Check {
 /// What to verify.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    /// sha256 of the artifact being promoted, hex.
+    /// sha256 of the artifact being promoted, hex (single-file receipts).
     pub artifact_sha256: String,
+    /// For a model directory: (name, sha256) of every weight file in it
+    /// (`*.safetensors`, the index). Then each must be a subject under its
+    /// name with its digest, and each subject must be one of them;
+    /// `artifact_sha256` is not used.
+    pub directory_files: Option<Vec<(String, String)>>,
     /// The receipt file's bytes: one envelope, or JSON Lines of envelopes.
     pub envelope_json: &'a [u8],
     /// Public keys whose signatures are accepted (any one suffices).
@@ -502,6 +507,9 @@ pub fn statement_subjects(s: &Value) -> Vec<(String, String)> {
 }
 
 fn subject_check(req: &Request<'_>, s: &Value) -> Check {
+    if let Some(files) = &req.directory_files {
+        return directory_subject_check(files, s);
+    }
     let want = normalise(&req.artifact_sha256);
     let subjects = statement_subjects(s);
     // Matched by digest only (in-toto): a renamed file is still the file.
@@ -523,6 +531,36 @@ fn subject_check(req: &Request<'_>, s: &Value) -> Check {
                 ),
             )
         }
+    }
+}
+
+/// A directory is vouched for only as a whole: no weight file unattested,
+/// none altered, none missing.
+fn directory_subject_check(files: &[(String, String)], s: &Value) -> Check {
+    let subjects = statement_subjects(s);
+    let mut problems = Vec::new();
+    for (name, sha) in files {
+        let sha = normalise(sha);
+        match subjects.iter().find(|(n, _)| n == name) {
+            None => problems.push(format!("{name} (sha256 {sha}) is not a subject")),
+            Some((_, want)) if *want != sha => {
+                problems.push(format!("{name} has sha256 {sha}, the receipt says {want}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &subjects {
+        if !files.iter().any(|(n, _)| n == name) {
+            problems.push(format!("subject {name} is missing from the directory"));
+        }
+    }
+    if problems.is_empty() {
+        Check::pass(
+            SUBJECT,
+            format!("all {} files match the receipt's subjects", files.len()),
+        )
+    } else {
+        Check::fail(SUBJECT, problems.join("; "))
     }
 }
 
@@ -712,6 +750,7 @@ mod tests {
     fn request<'a>(receipt: &'a [u8], key: &SigningKey) -> Request<'a> {
         Request {
             artifact_sha256: ARTIFACT.into(),
+            directory_files: None,
             envelope_json: receipt,
             trusted: vec![key.verifying_key()],
             trusted_converters: vec![CONVERTER_SHA.into()],

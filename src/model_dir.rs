@@ -1,0 +1,690 @@
+//! Model directories: every checkpoint in a Hugging Face-style directory,
+//! converted as one unit.
+//!
+//! - `pytorch_model.bin` becomes `model.safetensors`, shards
+//!   `pytorch_model-0000K-of-0000N.bin` become `model-0000K-of-0000N.safetensors`,
+//!   other `*.bin`, `*.pt`, `*.pth`, `*.ckpt` their `.safetensors` names;
+//!   `pytorch_model.bin.index.json` becomes `model.safetensors.index.json`
+//!   (weight_map renamed, `metadata.total_size` recomputed, everything else
+//!   kept). Other files are left alone and listed.
+//! - Every path resolves through a cap-std [`Dir`] handle, and names taken
+//!   from the index must be plain file names: `../x`, an absolute path, a
+//!   subdirectory or a symlink leading out is refused.
+//! - All or nothing: files convert in parallel into temp files; if any
+//!   fails, every failure is listed and nothing is published.
+//! - One receipt (`decant.intoto.jsonl`) covers every output; a rerun with
+//!   the same key reuses outputs the existing receipt already vouches for.
+
+use crate::convert::{self, default_output, sha256_file, Converted, Job, Prepared};
+use crate::error::{Error, Kind, Result};
+use crate::output::{self, Pending};
+use crate::receipt::{self, SourceFile};
+use crate::sandbox::Sandbox;
+use crate::{guest, verify};
+use cap_std::fs::Dir;
+use decant_abi::Report;
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// The sharded-checkpoint index Hugging Face writes next to `.bin` shards.
+pub const INDEX: &str = "pytorch_model.bin.index.json";
+/// Its safetensors counterpart.
+pub const OUT_INDEX: &str = "model.safetensors.index.json";
+/// The directory's receipt, in the output directory.
+pub const RECEIPT: &str = "decant.intoto.jsonl";
+const CHECKPOINT_EXTENSIONS: [&str; 4] = ["bin", "pt", "pth", "ckpt"];
+const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+/// What the user asked for.
+pub struct Options {
+    pub source: PathBuf,
+    /// Defaults to the source directory.
+    pub output: Option<PathBuf>,
+    pub strict: bool,
+    pub force: bool,
+    /// Conversions run at once.
+    pub jobs: usize,
+    /// Sign a receipt with this key.
+    pub key: Option<SigningKey>,
+}
+
+/// One checkpoint of the directory.
+#[derive(Debug, Clone)]
+pub struct FilePlan {
+    pub source: String,
+    pub output: String,
+    pub bytes: u64,
+}
+
+/// What the directory holds and what each file becomes.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub files: Vec<FilePlan>,
+    /// The parsed `pytorch_model.bin.index.json`, if present.
+    pub index: Option<Value>,
+    /// Files (and `name/` subdirectories) that are not checkpoints.
+    pub left_alone: Vec<String>,
+}
+
+/// Progress events for the command line.
+pub enum Event<'a> {
+    Started { files: usize, bytes: u64 },
+    Converted(&'a Converted),
+    Reused { output: &'a str, bytes: u64 },
+}
+
+/// A published directory conversion.
+#[derive(Debug, serde::Serialize)]
+pub struct DirConverted {
+    pub source: PathBuf,
+    pub output: PathBuf,
+    pub converted: Vec<Converted>,
+    /// Outputs an existing receipt already vouched for, left as they were.
+    pub reused: Vec<String>,
+    pub index: Option<String>,
+    pub left_alone: Vec<String>,
+    pub receipt: Option<PathBuf>,
+}
+
+fn refused(message: String, hint: &str) -> Error {
+    Error::new(Kind::Refused, format!("refused: {message}"), hint)
+}
+
+/// A name that stays in the directory: no separators, no `.`/`..`, no NUL.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+fn is_checkpoint(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| CHECKPOINT_EXTENSIONS.contains(&e.to_string_lossy().as_ref()))
+}
+
+fn output_name(source: &str) -> String {
+    default_output(Path::new(source))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads the directory and decides what each file becomes.
+pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
+    let io = |e: std::io::Error| Error::io(format!("cannot read {}", shown.display()), &e);
+    let mut names = Vec::new();
+    for entry in dir.entries().map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().map_err(io)?.is_dir();
+        names.push((name, is_dir));
+    }
+    names.sort();
+    let mut plan = Plan::default();
+    for (name, is_dir) in names {
+        if is_dir {
+            plan.left_alone.push(format!("{name}/"));
+        } else if name == INDEX {
+            plan.index = Some(read_index(dir, shown)?);
+        } else if is_checkpoint(&name) {
+            let meta = open_checked(dir, &name, shown)?.metadata().map_err(io)?;
+            if !meta.is_file() {
+                return Err(refused(
+                    format!("{} is not a regular file", shown.join(&name).display()),
+                    "a model directory holds plain checkpoint files",
+                ));
+            }
+            plan.files.push(FilePlan {
+                output: output_name(&name),
+                source: name,
+                bytes: meta.len(),
+            });
+        } else {
+            plan.left_alone.push(name);
+        }
+    }
+    if plan.index.is_some() {
+        plan.left_alone.retain(|n| n != OUT_INDEX);
+    }
+    // Two sources must not become one output.
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &plan.files {
+        if let Some(other) = seen.insert(&f.output, &f.source) {
+            return Err(refused(
+                format!("{other} and {} would both become {}", f.source, f.output),
+                "keep one of them in the directory, or convert them one by one with -o",
+            ));
+        }
+    }
+    if let Some(index) = &plan.index {
+        for shard in index_shards(index, shown)? {
+            if !plan.files.iter().any(|f| f.source == shard) {
+                let exists = dir.symlink_metadata(&shard).is_ok();
+                return Err(refused(
+                    if exists {
+                        format!("the index names {shard}, which is not a checkpoint file")
+                    } else {
+                        format!(
+                            "the index names shard {shard}, which is not in {}",
+                            shown.display()
+                        )
+                    },
+                    "the sharded checkpoint is incomplete or its index was altered",
+                ));
+            }
+        }
+    }
+    if plan.files.is_empty() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} holds no checkpoint (.bin, .pt, .pth, .ckpt)",
+                shown.display()
+            ),
+            "point decant at a model directory or a checkpoint file",
+        ));
+    }
+    Ok(plan)
+}
+
+/// Opens a file beneath `dir`; a symlink that leads outside is a refusal.
+fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<cap_std::fs::File> {
+    dir.open(name).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied
+            && dir.symlink_metadata(name).is_ok_and(|m| m.is_symlink())
+        {
+            refused(
+                format!("{} is a symlink leading outside the model directory", shown.join(name).display()),
+                "copy the files into the directory (e.g. download with --local-dir) instead of linking outside it",
+            )
+        } else {
+            Error::io(format!("cannot open {}", shown.join(name).display()), &e)
+        }
+    })
+}
+
+fn read_index(dir: &Dir, shown: &Path) -> Result<Value> {
+    let bad = |why: String| {
+        refused(
+            format!("{}: {why}", shown.join(INDEX).display()),
+            "the sharded checkpoint's index is damaged or was altered",
+        )
+    };
+    let mut file = open_checked(dir, INDEX, shown)?.into_std();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut file, MAX_INDEX_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| Error::io(format!("cannot read {}", shown.join(INDEX).display()), &e))?;
+    if bytes.len() as u64 > MAX_INDEX_BYTES {
+        return Err(bad(format!("larger than {MAX_INDEX_BYTES} bytes")));
+    }
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
+    index_shards(&v, shown)?;
+    Ok(v)
+}
+
+/// The shard files an index names, each checked to be a plain name.
+fn index_shards(index: &Value, shown: &Path) -> Result<BTreeSet<String>> {
+    let bad = |why: String| {
+        refused(
+            format!("{}: {why}", shown.join(INDEX).display()),
+            "the sharded checkpoint's index is damaged or was altered",
+        )
+    };
+    let map = index
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("weight_map is not an object".into()))?;
+    let mut shards = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("weight_map[{tensor:?}] is not a file name")))?;
+        if !plain_name(file) {
+            return Err(refused(
+                format!(
+                    "the index maps {tensor} to {}, which is not a file directly in the model directory",
+                    crate::error::one_line(file)
+                ),
+                "an index may only name shards beside it; this one tries to reach other files",
+            ));
+        }
+        shards.insert(file.to_string());
+    }
+    Ok(shards)
+}
+
+/// The new index: weight_map values renamed, `metadata.total_size` the
+/// tensor bytes now stored, everything else as it was; formatted like
+/// Python's `json.dumps(indent=2, sort_keys=True)`.
+fn new_index(index: &Value, total_size: u64) -> Vec<u8> {
+    let mut v = index.clone();
+    if let Some(map) = v.get_mut("weight_map").and_then(Value::as_object_mut) {
+        for file in map.values_mut() {
+            if let Some(name) = file.as_str() {
+                *file = Value::String(output_name(name));
+            }
+        }
+    }
+    if let Some(obj) = v.as_object_mut() {
+        let metadata = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = metadata.as_object_mut() {
+            m.insert("total_size".into(), total_size.into());
+        }
+    }
+    let mut bytes = serde_json::to_vec_pretty(&v).expect("a JSON value serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// An earlier receipt for this output directory, verified with the current
+/// key: outputs it vouches for, from the same source bytes, are reused.
+struct Previous {
+    sources: BTreeMap<String, String>,
+    subjects: BTreeMap<String, String>,
+    reports: BTreeMap<String, Report>,
+}
+
+fn previous_receipt(out: &Dir, key: &SigningKey) -> Option<Previous> {
+    let bytes = out.read(RECEIPT).ok()?;
+    let v = verify::verify_detailed(&verify::Request {
+        artifact_sha256: String::new(),
+        directory_files: Some(Vec::new()),
+        envelope_json: &bytes,
+        trusted: vec![key.verifying_key()],
+        trusted_converters: vec![guest::sha256()],
+        source_sha256_pin: None,
+        policy_sha256_pin: None,
+    });
+    let s = v.statement?;
+    // The signature, statement and converter must hold; the subject check
+    // is replaced by comparing each file below.
+    let trusted = v
+        .checks
+        .iter()
+        .filter(|c| c.name != verify::SUBJECT)
+        .all(|c| c.passed);
+    if !trusted {
+        return None;
+    }
+    let deps = s["predicate"]["buildDefinition"]["resolvedDependencies"].as_array()?;
+    let sources = deps
+        .iter()
+        .filter(|d| d["annotations"]["role"] == receipt::ROLE_SOURCE)
+        .filter_map(|d| {
+            Some((
+                d["name"].as_str()?.to_string(),
+                d["digest"]["sha256"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let reports = s["predicate"]["runDetails"]["byproducts"]
+        .as_array()?
+        .iter()
+        .filter_map(|b| {
+            let name = b["name"]
+                .as_str()?
+                .strip_suffix(".report.json")?
+                .to_string();
+            Some((name, serde_json::from_value(b["annotations"].clone()).ok()?))
+        })
+        .collect();
+    Some(Previous {
+        sources,
+        subjects: verify::statement_subjects(&s).into_iter().collect(),
+        reports,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn file_sha256(dir: &Dir, name: &str) -> Option<String> {
+    let f = dir.open(name).ok()?.into_std();
+    sha256_file(&f).ok()
+}
+
+/// Tensor data bytes of an existing safetensors file.
+fn data_bytes(dir: &Dir, name: &str) -> Result<u64> {
+    let f = dir
+        .open(name)
+        .map_err(|e| Error::io(format!("cannot open {name}"), &e))?
+        .into_std();
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {name}"), &e))?
+        .len();
+    let summary = crate::validate::safetensors_file(&f, len)?;
+    Ok(len - 8 - summary.header_len)
+}
+
+/// Converts a model directory.
+pub fn convert_dir(
+    sandbox: &Sandbox,
+    opts: &Options,
+    on_event: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<DirConverted> {
+    let started = SystemTime::now();
+    let src = output::open_dir(&opts.source)?;
+    let plan = plan(&src, &opts.source)?;
+    let out_path = opts.output.clone().unwrap_or_else(|| opts.source.clone());
+    std::fs::create_dir_all(&out_path)
+        .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), &e))?;
+    let out = output::open_dir(&out_path)?;
+
+    // Outputs an existing receipt (verified with our key) vouches for, made
+    // from the same source bytes, are kept as they are.
+    let previous = opts.key.as_ref().and_then(|k| previous_receipt(&out, k));
+    let mut reused: BTreeMap<String, (FilePlan, String, Report, String)> = BTreeMap::new();
+    if let Some(prev) = &previous {
+        for f in &plan.files {
+            let (Some(src_sha), Some(out_sha), Some(report)) = (
+                prev.sources.get(&f.source),
+                prev.subjects.get(&f.output),
+                prev.reports.get(&f.output),
+            ) else {
+                continue;
+            };
+            if file_sha256(&src, &f.source).as_ref() == Some(src_sha)
+                && file_sha256(&out, &f.output).as_ref() == Some(out_sha)
+            {
+                reused.insert(
+                    f.output.clone(),
+                    (f.clone(), src_sha.clone(), report.clone(), out_sha.clone()),
+                );
+            }
+        }
+    }
+    let todo: Vec<&FilePlan> = plan
+        .files
+        .iter()
+        .filter(|f| !reused.contains_key(&f.output))
+        .collect();
+
+    // Refuse existing outputs before doing any work.
+    for f in &todo {
+        output::check_in_dir(&out, &f.output, &out_path.join(&f.output), opts.force)?;
+    }
+    if opts.key.is_some() && previous.is_none() {
+        output::check_in_dir(&out, RECEIPT, &out_path.join(RECEIPT), opts.force)?;
+    }
+
+    on_event(Event::Started {
+        files: plan.files.len(),
+        bytes: plan.files.iter().map(|f| f.bytes).sum(),
+    });
+    for (name, (f, ..)) in &reused {
+        on_event(Event::Reused {
+            output: name,
+            bytes: f.bytes,
+        });
+    }
+
+    // Convert in parallel into temp files.
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Prepared>>>> =
+        Mutex::new((0..todo.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(f) = todo.get(i) else { return };
+                let r = convert_one(sandbox, opts, &src, &out, &out_path, f);
+                if let Ok(p) = &r {
+                    on_event(Event::Converted(&p.converted));
+                }
+                results.lock().expect("no worker panics holding the lock")[i] = Some(r);
+            });
+        }
+    });
+    let results = results.into_inner().expect("workers are done");
+    let mut prepared = Vec::new();
+    let mut failures = Vec::new();
+    for (f, r) in todo.iter().zip(results) {
+        match r.expect("every job ran") {
+            Ok(p) => prepared.push(p),
+            Err(e) => failures.push((f.source.clone(), e)),
+        }
+    }
+    if !failures.is_empty() {
+        // Dropping `prepared` deletes every temp file: nothing is published.
+        let kind = if failures.iter().all(|(_, e)| e.kind.exit_code() == 1) {
+            Kind::Refused
+        } else {
+            failures[0].1.kind
+        };
+        let listed: Vec<String> = failures
+            .iter()
+            .map(|(name, e)| format!("{name}: {}", e.message))
+            .collect();
+        return Err(Error::new(
+            kind,
+            format!(
+                "{} of {} checkpoints in {} failed, so nothing was written: {}",
+                failures.len(),
+                plan.files.len(),
+                opts.source.display(),
+                listed.join("; ")
+            ),
+            failures[0].1.hint.clone(),
+        ));
+    }
+
+    // The index, from the outputs' actual tensor bytes.
+    let mut index_pending = None;
+    let mut subjects: Vec<(String, String)> = Vec::new();
+    for p in &prepared {
+        subjects.push((
+            file_name(&p.converted.output),
+            p.converted.output_sha256.clone(),
+        ));
+    }
+    for (name, (_, _, _, sha)) in &reused {
+        subjects.push((name.clone(), sha.clone()));
+    }
+    if let Some(index) = &plan.index {
+        let mut total: u64 = prepared.iter().map(|p| p.converted.data_bytes).sum();
+        for name in reused.keys() {
+            total += data_bytes(&out, name)?;
+        }
+        let bytes = new_index(index, total);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let unchanged = file_sha256(&out, OUT_INDEX).as_deref() == Some(sha.as_str());
+        if !unchanged {
+            output::check_in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX), opts.force)?;
+            let pending = Pending::in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX))?;
+            pending
+                .file()?
+                .write_all(&bytes)
+                .map_err(|e| Error::io("cannot write the index", &e))?;
+            index_pending = Some(pending);
+        }
+        subjects.push((OUT_INDEX.to_string(), sha));
+    }
+    subjects.sort();
+
+    // The receipt, staged before anything is published.
+    let receipt_pending = match &opts.key {
+        Some(key) => {
+            let mut sources: Vec<SourceFile> = prepared
+                .iter()
+                .map(|p| SourceFile {
+                    name: file_name(&p.converted.source),
+                    sha256: p.converted.source_sha256.clone(),
+                    bytes: p.converted.source_bytes,
+                })
+                .collect();
+            for (f, src_sha, ..) in reused.values() {
+                sources.push(SourceFile {
+                    name: f.source.clone(),
+                    sha256: src_sha.clone(),
+                    bytes: f.bytes,
+                });
+            }
+            if plan.index.is_some() {
+                let f = open_checked(&src, INDEX, &opts.source)?.into_std();
+                sources.push(SourceFile {
+                    name: INDEX.into(),
+                    sha256: sha256_file(&f).map_err(|e| Error::io("cannot read the index", &e))?,
+                    bytes: f.metadata().map(|m| m.len()).unwrap_or(0),
+                });
+            }
+            sources.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut reports: Vec<(String, &Report)> = prepared
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{}.report.json", file_name(&p.converted.output)),
+                        &p.converted.report,
+                    )
+                })
+                .collect();
+            for (name, (_, _, report, _)) in &reused {
+                reports.push((format!("{name}.report.json"), report));
+            }
+            reports.sort_by(|a, b| a.0.cmp(&b.0));
+            let dir_name = opts
+                .source
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| ".".into());
+            let statement = receipt::statement(&receipt::ReceiptInput {
+                subjects: subjects.clone(),
+                sources,
+                source_param: dir_name,
+                converter_sha256: guest::sha256(),
+                policy: sandbox.policy(),
+                strict: opts.strict,
+                reports,
+                started,
+                finished: SystemTime::now(),
+            });
+            let env = receipt::sign_statement(&statement, key);
+            Some(receipt::stage_in_dir(
+                &out,
+                RECEIPT,
+                &out_path.join(RECEIPT),
+                &env,
+            )?)
+        }
+        None => None,
+    };
+
+    // Publish: outputs, index, then the receipt that covers them.
+    let mut converted = Vec::new();
+    for p in prepared {
+        converted.push(p.publish()?);
+    }
+    if let Some(p) = index_pending {
+        p.publish(opts.force)?;
+    }
+    let receipt_path = match receipt_pending {
+        Some(p) => {
+            // Replacing our own earlier receipt is the point of a rerun.
+            receipt::publish(p, opts.force || previous.is_some())?;
+            Some(out_path.join(RECEIPT))
+        }
+        None => None,
+    };
+    converted.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(DirConverted {
+        source: opts.source.clone(),
+        output: out_path,
+        converted,
+        reused: reused.into_keys().collect(),
+        index: plan.index.as_ref().map(|_| OUT_INDEX.to_string()),
+        left_alone: plan.left_alone,
+        receipt: receipt_path,
+    })
+}
+
+fn convert_one(
+    sandbox: &Sandbox,
+    opts: &Options,
+    src: &Dir,
+    out: &Dir,
+    out_path: &Path,
+    f: &FilePlan,
+) -> Result<Prepared> {
+    let source = open_checked(src, &f.source, &opts.source)?.into_std();
+    let shown_out = out_path.join(&f.output);
+    let pending = Pending::in_dir(out, &f.output, &shown_out)?;
+    convert::prepare_job(
+        sandbox,
+        Job {
+            source,
+            source_shown: opts.source.join(&f.source),
+            output_shown: shown_out,
+            strict: opts.strict,
+            force: opts.force,
+        },
+        pending,
+    )
+}
+
+/// The weight files of a converted directory (what its receipt must cover):
+/// `*.safetensors` and the safetensors index.
+pub fn weight_files(dir: &Dir, shown: &Path) -> Result<Vec<(String, String)>> {
+    let io = |e: std::io::Error| Error::io(format!("cannot read {}", shown.display()), &e);
+    let mut files = Vec::new();
+    for entry in dir.entries().map_err(io)? {
+        let name = entry
+            .map_err(io)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".safetensors") || name == OUT_INDEX {
+            let f = open_checked(dir, &name, shown)?.into_std();
+            let sha = sha256_file(&f).map_err(|e| Error::io(format!("cannot read {name}"), &e))?;
+            files.push((name, sha));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_stay_in_the_directory() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x.bin",
+            "/etc/passwd",
+            "sub/model.bin",
+            "a\\b",
+            "x\0y",
+        ] {
+            assert!(!plain_name(bad), "{bad:?}");
+        }
+        assert!(plain_name("pytorch_model-00001-of-00003.bin"));
+    }
+
+    #[test]
+    fn index_is_renamed_and_total_size_recomputed() {
+        let index: Value = serde_json::json!({
+            "metadata": {"total_size": 999, "format": "pt"},
+            "weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}
+        });
+        let out: Value = serde_json::from_slice(&new_index(&index, 42)).unwrap();
+        assert_eq!(out["metadata"]["total_size"], 42);
+        assert_eq!(out["metadata"]["format"], "pt");
+        assert_eq!(out["weight_map"]["b"], "model-00002-of-00002.safetensors");
+    }
+}
