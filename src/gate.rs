@@ -135,7 +135,16 @@ pub fn run(args: &Args) -> Result<Outcome> {
     for c in &args.allow_converters {
         trusted_converters.push(hex_digest(c, "--allow-converter")?);
     }
+    let directory = args.artifact.is_dir();
+    if directory && args.source_sha256.is_some() {
+        return Err(Error::new(
+            Kind::Usage,
+            "--source-sha256 names one file, but the artifact is a directory",
+            "pin the sources with --source DIR",
+        ));
+    }
     let source_pin = match (&args.source, &args.source_sha256) {
+        (Some(_), _) if directory => None,
         (Some(path), _) => Some(file_sha256(path)?),
         (None, Some(hex)) => Some(hex_digest(hex, "--source-sha256")?),
         (None, None) => None,
@@ -145,19 +154,34 @@ pub fn run(args: &Args) -> Result<Outcome> {
         .as_deref()
         .map(|h| hex_digest(h, "--policy-sha256"))
         .transpose()?;
-    let artifact_sha256 = file_sha256(&args.artifact)?;
+    let (artifact_sha256, directory_files) = if directory {
+        let dir = crate::output::open_dir(&args.artifact)?;
+        (
+            String::new(),
+            Some(crate::model_dir::weight_files(&dir, &args.artifact)?),
+        )
+    } else {
+        (file_sha256(&args.artifact)?, None)
+    };
     let receipt = read_receipt(&args.receipt)?;
     let mut verification = verify::verify_detailed(&Request {
         artifact_sha256: artifact_sha256.clone(),
-        directory_files: None,
+        directory_files: directory_files.clone(),
         envelope_json: &receipt,
         trusted: trusted.clone(),
         trusted_converters,
         source_sha256_pin: source_pin,
         policy_sha256_pin: policy_pin,
     });
+    if let (true, Some(source)) = (directory, &args.source) {
+        let check = directory_source_check(&verification, source)?;
+        verification.checks.push(check);
+    }
     if args.reproduce {
-        let check = reproduce(args, &verification, &artifact_sha256)?;
+        let check = match &directory_files {
+            Some(files) => reproduce_directory(args, &verification, files)?,
+            None => reproduce(args, &verification, &artifact_sha256)?,
+        };
         verification.checks.push(check);
     }
     Ok(Outcome {
@@ -235,5 +259,134 @@ fn reproduce(args: &Args, v: &Verification, artifact_sha256: &str) -> Result<Che
             e.message
         )),
         Err(e) => return Err(e),
+    })
+}
+
+/// `--source DIR` for a directory receipt: every source the receipt names
+/// must be in DIR with that digest.
+fn directory_source_check(v: &Verification, source: &Path) -> Result<Check> {
+    let Some(statement) = &v.statement else {
+        return Ok(Check {
+            name: verify::SOURCE,
+            passed: false,
+            detail: verify::NOT_CHECKED_UNSIGNED.into(),
+        });
+    };
+    let dir = crate::output::open_dir(source)?;
+    let mut problems = Vec::new();
+    let mut count = 0;
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for d in deps
+        .iter()
+        .filter(|d| d["annotations"]["role"] == crate::receipt::ROLE_SOURCE)
+    {
+        count += 1;
+        let (Some(name), Some(want)) = (d["name"].as_str(), d["digest"]["sha256"].as_str()) else {
+            problems.push("a source without a name or digest".to_string());
+            continue;
+        };
+        let found = dir
+            .open(name)
+            .ok()
+            .and_then(|f| sha256_file(&f.into_std()).ok());
+        match found {
+            Some(sha) if sha == want.to_ascii_lowercase() => {}
+            Some(sha) => problems.push(format!("{name} has sha256 {sha}, the receipt says {want}")),
+            None => problems.push(format!("{name} is not in {}", source.display())),
+        }
+    }
+    Ok(if problems.is_empty() {
+        Check {
+            name: verify::SOURCE,
+            passed: true,
+            detail: format!("all {count} sources match {}", source.display()),
+        }
+    } else {
+        Check {
+            name: verify::SOURCE,
+            passed: false,
+            detail: problems.join("; "),
+        }
+    })
+}
+
+/// Re-runs a directory conversion of `--source DIR` into a temp directory
+/// and requires every weight file to come out identical.
+fn reproduce_directory(args: &Args, v: &Verification, files: &[(String, String)]) -> Result<Check> {
+    let fail = |detail: String| Check {
+        name: REPRODUCE,
+        passed: false,
+        detail,
+    };
+    let Some(statement) = &v.statement else {
+        return Ok(fail(verify::NOT_CHECKED_UNSIGNED.into()));
+    };
+    let source = args
+        .source
+        .as_ref()
+        .expect("clap requires --source with --reproduce");
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default_policy(),
+    };
+    let wanted = verify::statement_policy_sha256(statement).unwrap_or_default();
+    if policy.sha256 != wanted {
+        return Ok(fail(format!(
+            "the receipt's policy has sha256 {wanted}, {} has {}; pass the same policy with --policy",
+            policy.origin, policy.sha256
+        )));
+    }
+    let sandbox = Sandbox::new(guest::WASM, policy)?;
+    let tmp = tempfile::tempdir().map_err(|e| Error::io("cannot create a temp directory", &e))?;
+    let out = tmp.path().join("reproduced");
+    let opts = crate::model_dir::Options {
+        source: source.clone(),
+        output: Some(out.clone()),
+        strict: verify::statement_strict(statement).unwrap_or(false),
+        force: false,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        key: None,
+    };
+    if let Err(e) = crate::model_dir::convert_dir(&sandbox, &opts, &|_| {}) {
+        if e.kind.exit_code() == 1 {
+            return Ok(fail(format!(
+                "converting {} again was refused: {}",
+                source.display(),
+                e.message
+            )));
+        }
+        return Err(e);
+    }
+    let again = crate::model_dir::weight_files(&crate::output::open_dir(&out)?, &out)?;
+    Ok(if again == files {
+        Check {
+            name: REPRODUCE,
+            passed: true,
+            detail: format!(
+                "converting {} again gives all {} files byte for byte",
+                source.display(),
+                files.len()
+            ),
+        }
+    } else {
+        let differ: Vec<String> = files
+            .iter()
+            .filter(|f| !again.contains(f))
+            .map(|(n, _)| n.clone())
+            .chain(
+                again
+                    .iter()
+                    .filter(|f| !files.contains(f))
+                    .map(|(n, _)| format!("{n} (new)")),
+            )
+            .collect();
+        fail(format!(
+            "converting {} again differs in {}",
+            source.display(),
+            differ.join(", ")
+        ))
     })
 }

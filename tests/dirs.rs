@@ -1,0 +1,334 @@
+//! Model directories through the real binary: Hugging Face layouts, sharded
+//! checkpoints, escape attempts, all-or-nothing failures, reruns, and the
+//! directory receipt as a promotion gate.
+
+mod common;
+
+use common::{decant, fixture, only_files};
+use std::fs;
+use std::path::Path;
+
+fn dirs_manifest() -> serde_json::Value {
+    serde_json::from_slice(&fs::read(fixture("dirs/manifest.json")).unwrap()).unwrap()
+}
+
+fn keygen(dir: &Path) -> (String, String) {
+    let key = dir.join("key");
+    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    (
+        key.to_str().unwrap().into(),
+        dir.join("key.pub").to_str().unwrap().into(),
+    )
+}
+
+fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
+    let receipt = out.join("decant.intoto.jsonl");
+    let mut args = vec![
+        "verify",
+        out.to_str().unwrap(),
+        "--receipt",
+        receipt.to_str().unwrap(),
+        "--trusted-key",
+        public,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let run = decant(&args);
+    let v: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+    let failed = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    (run.code, failed)
+}
+
+/// Every fixture directory with expected outputs converts to exactly them,
+/// and the directory receipt verifies (and reproduces).
+#[test]
+fn model_directories_convert_to_their_references() {
+    let m = dirs_manifest();
+    let mut checked = 0;
+    for (name, entry) in m.as_object().unwrap() {
+        let Some(expected) = entry["expected"].as_str() else {
+            continue;
+        };
+        let work = tempfile::tempdir().unwrap();
+        let (key, public) = keygen(work.path());
+        let out = work.path().join("out");
+        let src = fixture(entry["source"].as_str().unwrap());
+        let run = decant(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            &key,
+            "--json",
+        ]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let left: Vec<&str> = summary["directory"]["left_alone"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let expected_left: Vec<&str> = entry["left_alone"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(left, expected_left, "{name}");
+        let mut expected_files = only_files(&fixture(expected));
+        expected_files.push("decant.intoto.jsonl".into());
+        expected_files.sort();
+        assert_eq!(only_files(&out), expected_files, "{name}");
+        for f in only_files(&fixture(expected)) {
+            assert!(
+                fs::read(out.join(&f)).unwrap() == fs::read(fixture(expected).join(&f)).unwrap(),
+                "{name}: {f} differs from the reference"
+            );
+        }
+        let (code, failed) = verify_dir(
+            &out,
+            &public,
+            &["--source", src.to_str().unwrap(), "--reproduce"],
+        );
+        assert_eq!((code, failed.len()), (0, 0), "{name}: {failed:?}");
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+/// Index entries naming `../x`, an absolute path or a subdirectory, shards
+/// that are symlinks leading out, broken indexes and colliding outputs are
+/// refused, and nothing is written.
+#[test]
+fn escape_attempts_and_broken_directories_are_refused() {
+    let m = dirs_manifest();
+    let mut checked = 0;
+    for (name, entry) in m.as_object().unwrap() {
+        if entry["refuse"] != true {
+            continue;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let src = fixture(entry["source"].as_str().unwrap());
+        let run = decant(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        run.assert_error_shape();
+        assert!(run.stderr.contains("refused"), "{name}: {}", run.stderr);
+        assert!(
+            !out.exists() || only_files(&out).is_empty(),
+            "{name} wrote {:?}",
+            only_files(&out)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked}");
+}
+
+#[test]
+fn escape_messages_say_what_was_refused() {
+    let cases = [
+        ("dirs/escape_dotdot", "../outside.bin"),
+        ("dirs/escape_absolute", "/etc/passwd"),
+        ("dirs/escape_nested", "sub/model.bin"),
+        ("dirs/escape_symlink", "symlink leading outside"),
+    ];
+    for (dir, needle) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("out");
+        let run = decant(&[
+            "convert",
+            fixture(dir).to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 1);
+        assert!(run.stderr.contains(needle), "{dir}: {}", run.stderr);
+    }
+}
+
+/// One bad file fails the whole run: every failure is listed and no output
+/// (not even the good ones) is published.
+#[test]
+fn one_failing_file_fails_the_run_with_every_failure_listed() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("model");
+    fs::create_dir(&src).unwrap();
+    fs::copy(fixture("convert/zip_p2.pt"), src.join("good.pt")).unwrap();
+    fs::copy(fixture("convert/views.pt"), src.join("good2.pt")).unwrap();
+    fs::copy(fixture("refuse/unknown_global.pt"), src.join("evil.bin")).unwrap();
+    fs::copy(fixture("refuse/complex64.pt"), src.join("complex.pth")).unwrap();
+    let out = work.path().join("out");
+    let (key, _) = keygen(work.path());
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--key",
+        &key,
+        "--jobs",
+        "2",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    run.assert_error_shape();
+    for needle in [
+        "2 of 4",
+        "evil.bin",
+        "argparse.Namespace",
+        "complex.pth",
+        "complex64",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+    assert!(only_files(&out).is_empty(), "{:?}", only_files(&out));
+}
+
+/// Parallelism changes nothing in the bytes.
+#[test]
+fn jobs_do_not_change_the_output() {
+    let work = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for jobs in ["1", "2"] {
+        let out = work.path().join(format!("out{jobs}"));
+        let run = decant(&[
+            "convert",
+            fixture("dirs/sharded").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--jobs",
+            jobs,
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let files: Vec<(String, Vec<u8>)> = only_files(&out)
+            .into_iter()
+            .map(|f| (f.clone(), fs::read(out.join(&f)).unwrap()))
+            .collect();
+        outputs.push(files);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+/// A rerun reuses outputs the directory receipt already vouches for; an
+/// output that was changed is not reused (and not overwritten without
+/// --force).
+#[test]
+fn rerun_reuses_outputs_with_a_valid_receipt() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let out = work.path().join("out");
+    let src = fixture("dirs/sharded");
+    let convert = |extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            &key,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        decant(&args)
+    };
+    assert_eq!(convert(&[]).code, 0);
+    let run = convert(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["directory"]["converted"].as_array().unwrap().len(), 0);
+    assert_eq!(verify_dir(&out, &public, &[]).0, 0);
+
+    // A changed output is not vouched for any more.
+    let shard = out.join("model-00003-of-00003.safetensors");
+    let mut bytes = fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&shard, &bytes).unwrap();
+    let run = convert(&[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        fs::read(&shard).unwrap(),
+        bytes,
+        "overwritten without --force"
+    );
+    let run = convert(&["--force"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 2);
+    assert_eq!(verify_dir(&out, &public, &[]).0, 0);
+}
+
+/// The directory receipt vouches for the directory as a whole.
+#[test]
+fn directory_verification_fails_on_changed_extra_or_missing_files() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let out = work.path().join("out");
+    let src = fixture("dirs/sharded");
+    assert_eq!(
+        decant(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            &key
+        ])
+        .code,
+        0
+    );
+    assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
+
+    let index = out.join("model.safetensors.index.json");
+    let original = fs::read(&index).unwrap();
+    fs::write(&index, b"{}\n").unwrap();
+    assert_eq!(
+        verify_dir(&out, &public, &[]),
+        (1, vec!["subject".to_string()])
+    );
+    fs::write(&index, &original).unwrap();
+
+    fs::copy(
+        fixture("convert/zip_p2.safetensors"),
+        out.join("smuggled.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(
+        verify_dir(&out, &public, &[]),
+        (1, vec!["subject".to_string()])
+    );
+    fs::remove_file(out.join("smuggled.safetensors")).unwrap();
+
+    fs::remove_file(out.join("model-00002-of-00003.safetensors")).unwrap();
+    assert_eq!(
+        verify_dir(&out, &public, &[]),
+        (1, vec!["subject".to_string()])
+    );
+}
+
+#[test]
+fn receipt_option_is_refused_for_directories() {
+    let run = decant(&[
+        "convert",
+        fixture("dirs/single").to_str().unwrap(),
+        "--receipt",
+        "/tmp/r",
+        "--key",
+        "/tmp/k",
+    ]);
+    assert_eq!(run.code, 2);
+}
