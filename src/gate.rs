@@ -191,27 +191,41 @@ pub fn run(args: &Args) -> Result<Outcome> {
     })
 }
 
-/// Re-runs the conversion of `--source` under the receipt's policy and
-/// compares the bytes with the artifact's.
-fn reproduce(args: &Args, v: &Verification, artifact_sha256: &str) -> Result<Check> {
-    let fail = |detail: String| Check {
+/// What a reproduction runs with: the receipt's converter (which must be
+/// this binary's guest) under the receipt's policy.
+struct Reproduction<'a> {
+    sandbox: Sandbox,
+    source: &'a Path,
+    strict: bool,
+}
+
+fn reproduce_fail(detail: String) -> Check {
+    Check {
         name: REPRODUCE,
         passed: false,
         detail,
-    };
+    }
+}
+
+/// Sets up a reproduction, or says why the receipt cannot be reproduced
+/// here (as a failed check).
+fn reproduction<'a>(
+    args: &'a Args,
+    v: &Verification,
+) -> Result<std::result::Result<Reproduction<'a>, Check>> {
     let Some(statement) = &v.statement else {
-        return Ok(fail(verify::NOT_CHECKED_UNSIGNED.into()));
+        return Ok(Err(reproduce_fail(verify::NOT_CHECKED_UNSIGNED.into())));
     };
     let source = args
         .source
-        .as_ref()
+        .as_deref()
         .expect("clap requires --source with --reproduce");
-    if verify::statement_converter_sha256(statement).as_deref() != Some(guest::sha256().as_str()) {
-        return Ok(fail(format!(
-            "the receipt names converter {}, but this decant embeds {}; reproduce with the decant that made it",
-            verify::statement_converter_sha256(statement).unwrap_or_default(),
+    let converter = verify::statement_converter_sha256(statement).unwrap_or_default();
+    if converter != guest::sha256() {
+        return Ok(Err(reproduce_fail(format!(
+            "the receipt names converter {converter}, but this decant embeds {}; reproduce with the decant that made it",
             guest::sha256()
-        )));
+        ))));
     }
     let wanted = verify::statement_policy_sha256(statement).unwrap_or_default();
     let policy = match &args.policy {
@@ -219,19 +233,36 @@ fn reproduce(args: &Args, v: &Verification, artifact_sha256: &str) -> Result<Che
         None => Policy::default_policy(),
     };
     if policy.sha256 != wanted {
-        return Ok(fail(format!(
+        return Ok(Err(reproduce_fail(format!(
             "the receipt's policy has sha256 {wanted}, {} has {}; pass the same policy with --policy",
             policy.origin, policy.sha256
-        )));
+        ))));
     }
-    let strict = verify::statement_strict(statement).unwrap_or(false);
-    let sandbox = Sandbox::new(guest::WASM, policy)?;
+    Ok(Ok(Reproduction {
+        sandbox: Sandbox::new(guest::WASM, policy)?,
+        source,
+        strict: verify::statement_strict(statement).unwrap_or(false),
+    }))
+}
+
+/// Re-runs the conversion of `--source` under the receipt's policy and
+/// compares the bytes with the artifact's.
+fn reproduce(args: &Args, v: &Verification, artifact_sha256: &str) -> Result<Check> {
+    let fail = reproduce_fail;
+    let Reproduction {
+        sandbox,
+        source,
+        strict,
+    } = match reproduction(args, v)? {
+        Ok(r) => r,
+        Err(check) => return Ok(check),
+    };
     let dir = tempfile::tempdir().map_err(|e| Error::io("cannot create a temp directory", &e))?;
     let out = dir.path().join("reproduced.safetensors");
     let converted = convert::convert(
         &sandbox,
         &Options {
-            source: source.clone(),
+            source: source.to_path_buf(),
             output: Some(out),
             strict,
             force: false,
@@ -316,36 +347,21 @@ fn directory_source_check(v: &Verification, source: &Path) -> Result<Check> {
 /// Re-runs a directory conversion of `--source DIR` into a temp directory
 /// and requires every weight file to come out identical.
 fn reproduce_directory(args: &Args, v: &Verification, files: &[(String, String)]) -> Result<Check> {
-    let fail = |detail: String| Check {
-        name: REPRODUCE,
-        passed: false,
-        detail,
+    let fail = reproduce_fail;
+    let Reproduction {
+        sandbox,
+        source,
+        strict,
+    } = match reproduction(args, v)? {
+        Ok(r) => r,
+        Err(check) => return Ok(check),
     };
-    let Some(statement) = &v.statement else {
-        return Ok(fail(verify::NOT_CHECKED_UNSIGNED.into()));
-    };
-    let source = args
-        .source
-        .as_ref()
-        .expect("clap requires --source with --reproduce");
-    let policy = match &args.policy {
-        Some(p) => Policy::load(p)?,
-        None => Policy::default_policy(),
-    };
-    let wanted = verify::statement_policy_sha256(statement).unwrap_or_default();
-    if policy.sha256 != wanted {
-        return Ok(fail(format!(
-            "the receipt's policy has sha256 {wanted}, {} has {}; pass the same policy with --policy",
-            policy.origin, policy.sha256
-        )));
-    }
-    let sandbox = Sandbox::new(guest::WASM, policy)?;
     let tmp = tempfile::tempdir().map_err(|e| Error::io("cannot create a temp directory", &e))?;
     let out = tmp.path().join("reproduced");
     let opts = crate::model_dir::Options {
-        source: source.clone(),
+        source: source.to_path_buf(),
         output: Some(out.clone()),
-        strict: verify::statement_strict(statement).unwrap_or(false),
+        strict,
         force: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         key: None,
