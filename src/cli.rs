@@ -351,9 +351,7 @@ fn print_converted(c: &Converted, receipt: Option<&std::path::Path>, json: bool)
         "  source: {} format, pickle protocol {}, {} byte order, sha256 {}",
         r.format, r.pickle_protocol, r.byteorder, c.source_sha256
     );
-    for (removed, kept) in &r.aliases {
-        let _ = writeln!(out, "  tied: {removed} = {kept} (recorded in __metadata__)");
-    }
+    print_aliases(&mut out, r, " (recorded in __metadata__)");
     if r.dropped_total > 0 {
         let _ = writeln!(out, "  dropped {} non-tensor entries:", r.dropped_total);
         for d in &r.dropped {
@@ -393,9 +391,7 @@ fn print_inspection(src: &std::path::Path, r: &decant_abi::Report) {
             if t.strided { " (strided view)" } else { "" }
         );
     }
-    for (removed, kept) in &r.aliases {
-        let _ = writeln!(out, "  tied: {removed} = {kept}");
-    }
+    print_aliases(&mut out, r, "");
     for d in &r.dropped {
         let _ = writeln!(
             out,
@@ -412,4 +408,26 @@ fn print_inspection(src: &std::path::Path, r: &decant_abi::Report) {
         );
     }
     let _ = writeln!(out, "  globals: {}", r.globals.join(", "));
+}
+
+/// Most tied-weight lines printed; the rest are counted (the output's
+/// `__metadata__` and `--json` have them all).
+const MAX_PRINTED_ALIASES: usize = 20;
+
+fn print_aliases(out: &mut impl Write, r: &decant_abi::Report, suffix: &str) {
+    for (removed, kept) in r.aliases.iter().take(MAX_PRINTED_ALIASES) {
+        let _ = writeln!(
+            out,
+            "  tied: {} = {}{suffix}",
+            crate::error::one_line(removed),
+            crate::error::one_line(kept)
+        );
+    }
+    if r.aliases.len() > MAX_PRINTED_ALIASES {
+        let _ = writeln!(
+            out,
+            "  ... and {} more tied names",
+            r.aliases.len() - MAX_PRINTED_ALIASES
+        );
+    }
 }

@@ -73,12 +73,12 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Keeps messages on one line and free of terminal control sequences:
-/// parts of them (global names, record names) come from the input.
+/// Keeps messages on one line and free of terminal control sequences and
+/// bidirectional overrides: parts of them (names) come from the input.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if decant_abi::is_deceptive_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -96,5 +96,6 @@ mod tests {
         let e = Error::new(Kind::Refused, "global os\x1b[2J.system\nsecond line", "h");
         assert!(!e.message.contains('\x1b'));
         assert!(!e.message.contains('\n'));
+        assert_eq!(one_line("\u{202e}gnp.exe"), "\\u{202e}gnp.exe");
     }
 }

@@ -105,8 +105,12 @@ pub fn print_dir(d: &DirConverted, json: bool) {
         println!("  index: {index}");
     }
     for c in &d.converted {
-        for (removed, kept) in &c.report.aliases {
-            println!("  {}: tied {removed} = {kept}", c.output.display());
+        let n = c.report.aliases.len();
+        if n > 0 {
+            println!(
+                "  {}: {n} tied names recorded in __metadata__",
+                c.output.display()
+            );
         }
         if c.report.dropped_total > 0 {
             println!(

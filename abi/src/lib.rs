@@ -160,6 +160,23 @@ pub struct Report {
     pub tensor_list: Vec<TensorSummary>,
 }
 
+/// Characters that make text display as something else: C0/C1 controls
+/// (terminal escapes, forged lines) and Unicode's invisible and
+/// bidirectional formatting characters (`gnp.exe` shown as `exe.png`). The
+/// guest refuses names containing them; the host escapes them in anything
+/// it prints.
+pub fn is_deceptive_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
 /// How many dropped entries a report lists by name.
 pub const MAX_LISTED_DROPPED: usize = 1000;
 

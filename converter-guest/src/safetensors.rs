@@ -138,8 +138,8 @@ pub fn write_tuned(
     Ok(total)
 }
 
-/// Checks the CRC-32 of every zip record not in `verified` (storages
-/// already checked while streaming), referenced or not.
+/// Checks the CRC-32 of every storage record not in `verified` (those
+/// already checked while streaming).
 pub fn verify_records(src: &dyn Source, parsed: &Parsed, verified: &HashSet<usize>) -> Result<()> {
     for (i, d) in parsed.data.iter().enumerate() {
         if let Some(crc) = d.crc32 {
@@ -149,9 +149,6 @@ pub fn verify_records(src: &dyn Source, parsed: &Parsed, verified: &HashSet<usiz
                 zip::check_record_crc(src, &name, d.offset, decl.nbytes, crc)?;
             }
         }
-    }
-    for (name, offset, size, crc) in &parsed.other_records {
-        zip::check_record_crc(src, name, *offset, *size, *crc)?;
     }
     Ok(())
 }

@@ -166,12 +166,19 @@ fn crc_mismatch_in_data_pkl_refused() {
 }
 
 #[test]
-fn crc_mismatch_in_unreferenced_data_record_refused() {
-    // Records no storage uses are still CRC-checked, so nothing in the archive goes unverified.
+fn unreferenced_data_record_is_refused() {
+    // torch.save writes exactly the storages its pickle uses; an extra
+    // record (fixtures/hostile c_nested_zip_unreferenced_data hid a
+    // malicious archive there) is refused, with or without a good CRC.
     let mut z = reference_zip();
     z.push("archive/data/7", b"hidden");
+    refused(
+        &z.build(),
+        Corrupt,
+        "record archive/data/7 is not used by any tensor",
+    );
     z.entry("data/7").crc = Some(5);
-    refused(&z.build(), Corrupt, "CRC-32 mismatch in record data/7");
+    refused(&z.build(), Corrupt, "data/7");
 }
 
 #[test]
@@ -1530,10 +1537,35 @@ fn zip64_size_disagreeing_with_descriptor_refused() {
 #[test]
 fn tensor_names_are_json_escaped_like_serde_json() {
     // Names are attacker text: quotes, backslashes and controls are escaped, UTF-8 kept raw.
-    let pkl = dict_pickle(vec![("q\"b\\n\u{1}é", f32_tensor("0", 4, 0, &[4], &[1]))]);
+    let pkl = dict_pickle(vec![("q\"b\\né", f32_tensor("0", 4, 0, &[4], &[1]))]);
     let (_, out) = converts(&zip_of(pkl, &[("0", data0())]));
-    let json = "{\"__metadata__\":{\"format\":\"pt\"},\"q\\\"b\\\\n\\u0001\u{e9}\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+    let json = "{\"__metadata__\":{\"format\":\"pt\"},\"q\\\"b\\\\n\u{e9}\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
     assert_eq!(out, safetensors(json, &data0()));
+}
+
+/// Names are printed and listed: control characters (terminal escapes,
+/// forged lines) and bidirectional overrides (`gnp.exe` shown as
+/// `exe.png`) are refused (fixtures/hostile t_tied_name_terminal_escape,
+/// t_bidi_override_name).
+#[test]
+fn deceptive_entry_names_are_refused() {
+    for name in [
+        "w\u{1b}[8m",
+        "a\nconverted x",
+        "\u{202e}gnp.exe",
+        "zero\u{200b}width",
+        "bom\u{feff}",
+    ] {
+        let pkl = dict_pickle(vec![(name, f32_tensor("0", 4, 0, &[4], &[1]))]);
+        refused(
+            &zip_of(pkl, &[("0", data0())]),
+            Unsupported,
+            "control or bidirectional-formatting characters",
+        );
+    }
+    // Ordinary non-ASCII names are fine.
+    let pkl = dict_pickle(vec![("编码器.权重", f32_tensor("0", 4, 0, &[4], &[1]))]);
+    converts(&zip_of(pkl, &[("0", data0())]));
 }
 
 // Regressions for bugs found by this suite's first run (each panicked or was

@@ -112,6 +112,5 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
             })
             .collect(),
         machine: m,
-        other_records: Vec::new(),
     })
 }

@@ -31,8 +31,6 @@ pub struct Parsed {
     pub root: Value,
     /// Indexed like `machine.storages.decls`.
     pub data: Vec<StorageData>,
-    /// zip records not referenced by any storage, still to be CRC-checked.
-    pub other_records: Vec<(String, u64, u64, u32)>,
 }
 
 /// Detects the container and reads it.

@@ -178,6 +178,13 @@ fn key_text(heap: &Heap, k: Value) -> Result<String> {
     match k {
         Value::Int(i) => Ok(i.to_string()),
         _ => match heap.obj(k) {
+            Some(Obj::Str(s)) if s.chars().any(decant_abi::is_deceptive_char) => Err(unsupported(
+                format!(
+                    "the entry name \"{}\" contains control or bidirectional-formatting characters",
+                    printable(s)
+                ),
+                "such names display as something else in terminals and listings; rename the entry before saving",
+            )),
             Some(Obj::Str(s)) => Ok(s.clone()),
             Some(Obj::BigInt(_)) => Err(unsupported(
                 "a dict key is an integer too large to name a tensor",

@@ -239,11 +239,18 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
             crc32: Some(r.crc32),
         });
     }
-    let other_records = records
+    // torch.save writes exactly the storages its pickle references; a
+    // record nothing uses is a place to hide a payload for another reader.
+    if let Some((name, _)) = records
         .iter()
-        .filter(|(n, _)| n.starts_with("data/") && !used.contains(*n))
-        .map(|(n, r)| (n.clone(), r.data_start, r.size, r.crc32))
-        .collect();
+        .find(|(n, _)| n.starts_with("data/") && !used.contains(*n))
+    {
+        return Err(corrupt(format!(
+            "record {}/{} is not used by any tensor",
+            crate::error::printable(&root),
+            crate::error::printable(name)
+        )));
+    }
 
     Ok(Parsed {
         format: "zip",
@@ -252,7 +259,6 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         root: loaded.value,
         machine,
         data,
-        other_records,
     })
 }
 
@@ -372,6 +378,14 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
                 return Err(corrupt(
                     "ZIP64 end-of-central-directory record missing or misplaced",
                 ));
+            }
+            // The record's own size field: 44 for the fixed fields, as torch
+            // writes it; anything else describes a different record.
+            if u64_at(&r, 4) != 44 {
+                return Err(corrupt(format!(
+                    "the ZIP64 end record claims a size of {} bytes, not 44",
+                    u64_at(&r, 4)
+                )));
             }
             let (c64, s64, o64) = (u64_at(&r, 32), u64_at(&r, 40), u64_at(&r, 48));
             let agrees = |classic: u64, wide: u64, max: u64| classic == max || classic == wide;
