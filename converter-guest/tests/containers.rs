@@ -1668,3 +1668,21 @@ fn dotted_global_name_is_shown_as_module_colon_name() {
     let src = torch_zip(pkl, &[]).build();
     refused(&src, Global, "global torch:_utils._rebuild_tensor_v2");
 }
+
+/// Found by cargo-fuzz (fuzz/regressions/legacy_reader/zip_eocd_comment_overrun):
+/// an end record whose comment length runs past the file made the trailing
+/// byte count underflow (a panic natively, a wrapped number in wasm).
+#[test]
+fn end_record_comment_running_past_the_file_is_refused() {
+    let input = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/legacy_reader/zip_eocd_comment_overrun"
+    ))
+    .unwrap();
+    let (outcome, _) = run(&input);
+    assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+    let mut z = reference_zip().build();
+    let n = z.len();
+    z[n - 2] = 0xff; // comment length 0xff.. with no comment bytes
+    refused(&z, Corrupt, "comment");
+}

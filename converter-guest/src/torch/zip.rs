@@ -287,12 +287,18 @@ fn check_no_trailing_bytes(src: &dyn Source) -> Result<u64> {
     for i in (0..=tail.len().saturating_sub(EOCD)).rev() {
         if tail[i..].starts_with(b"PK\x05\x06") {
             let comment = u16::from_le_bytes([tail[i + 20], tail[i + 21]]) as usize;
-            if i + EOCD + comment == tail.len() {
+            let end = i + EOCD + comment;
+            if end == tail.len() {
                 return Ok(len - tail_len + i as u64);
+            }
+            if end > tail.len() {
+                return Err(corrupt(format!(
+                    "the end-of-central-directory comment claims {comment} bytes, past the end of the file"
+                )));
             }
             return Err(corrupt(format!(
                 "{} bytes follow the end of the zip archive",
-                tail.len() - (i + EOCD + comment)
+                tail.len() - end
             )));
         }
     }
