@@ -314,7 +314,8 @@ pub fn check_record_crc(
     expected: u32,
 ) -> Result<()> {
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Sized to the record: inspect checks every record, most are small.
+    let mut buf = vec![0u8; size.min(1 << 20) as usize];
     let mut done = 0u64;
     while done < size {
         let n = (size - done).min(buf.len() as u64) as usize;
