@@ -63,7 +63,7 @@ pub fn default_output(source: &Path) -> PathBuf {
 }
 
 /// Opens the source read-only and checks it is a regular file.
-fn open_source(path: &Path) -> Result<(File, std::fs::Metadata)> {
+fn open_source(path: &Path) -> Result<File> {
     let file =
         File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
     let meta = file
@@ -76,7 +76,7 @@ fn open_source(path: &Path) -> Result<(File, std::fs::Metadata)> {
             "point decant at a checkpoint file",
         ));
     }
-    Ok((file, meta))
+    Ok(file)
 }
 
 /// sha256 of a whole file, read independently of the guest.
@@ -99,7 +99,7 @@ fn refused(r: decant_abi::Refusal) -> Error {
 
 /// Runs `inspect` in the sandbox.
 pub fn inspect(sandbox: &Sandbox, source: &Path) -> Result<Report> {
-    let (file, _) = open_source(source)?;
+    let file = open_source(source)?;
     match sandbox.run(Entry::Inspect, file, None)?.0 {
         Outcome::Done(report) => {
             apply_policy(sandbox, &report)?;
@@ -156,7 +156,7 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
         .clone()
         .unwrap_or_else(|| default_output(&opts.source));
     output::check_target(&output, opts.force)?;
-    let (file, _) = open_source(&opts.source)?;
+    let file = open_source(&opts.source)?;
     let pending = Pending::new(&output)?;
     let job = Job {
         source: file,

@@ -306,25 +306,15 @@ fn directory_source_check(v: &Verification, source: &Path) -> Result<Check> {
     let dir = crate::output::open_dir(source)?;
     let mut problems = Vec::new();
     let mut count = 0;
-    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for d in deps
-        .iter()
-        .filter(|d| d["annotations"]["role"] == crate::receipt::ROLE_SOURCE)
-    {
+    for source_dep in verify::statement_sources(statement) {
         count += 1;
-        let (Some(name), Some(want)) = (d["name"].as_str(), d["digest"]["sha256"].as_str()) else {
+        let Some((name, want)) = source_dep else {
             problems.push("a source without a name or digest".to_string());
             continue;
         };
-        let found = dir
-            .open(name)
-            .ok()
-            .and_then(|f| sha256_file(&f.into_std()).ok());
+        let found = crate::model_dir::file_sha256(&dir, &name);
         match found {
-            Some(sha) if sha == want.to_ascii_lowercase() => {}
+            Some(sha) if sha == want => {}
             Some(sha) => problems.push(format!("{name} has sha256 {sha}, the receipt says {want}")),
             None => problems.push(format!("{name} is not in {}", source.display())),
         }

@@ -38,6 +38,8 @@ pub const INDEX: &str = "pytorch_model.bin.index.json";
 pub const OUT_INDEX: &str = "model.safetensors.index.json";
 /// The directory's receipt, in the output directory.
 pub const RECEIPT: &str = "decant.intoto.jsonl";
+/// A directory receipt's report byproduct for an output is `<output>` + this.
+const REPORT_SUFFIX: &str = ".report.json";
 const CHECKPOINT_EXTENSIONS: [&str; 4] = ["bin", "pt", "pth", "ckpt"];
 const MAX_INDEX_BYTES: u64 = 64 << 20;
 
@@ -285,6 +287,14 @@ fn new_index(index: &Value, total_size: u64) -> Vec<u8> {
     bytes
 }
 
+/// An output kept from an earlier run, with what its receipt said.
+struct Reused {
+    file: FilePlan,
+    source_sha256: String,
+    report: Report,
+    output_sha256: String,
+}
+
 /// An earlier receipt for this output directory, verified with the current
 /// key: outputs it vouches for, from the same source bytes, are reused.
 struct Previous {
@@ -315,25 +325,15 @@ fn previous_receipt(out: &Dir, key: &SigningKey) -> Option<Previous> {
     if !trusted {
         return None;
     }
-    let deps = s["predicate"]["buildDefinition"]["resolvedDependencies"].as_array()?;
-    let sources = deps
-        .iter()
-        .filter(|d| d["annotations"]["role"] == receipt::ROLE_SOURCE)
-        .filter_map(|d| {
-            Some((
-                d["name"].as_str()?.to_string(),
-                d["digest"]["sha256"].as_str()?.to_string(),
-            ))
-        })
+    let sources = verify::statement_sources(&s)
+        .into_iter()
+        .flatten()
         .collect();
     let reports = s["predicate"]["runDetails"]["byproducts"]
         .as_array()?
         .iter()
         .filter_map(|b| {
-            let name = b["name"]
-                .as_str()?
-                .strip_suffix(".report.json")?
-                .to_string();
+            let name = b["name"].as_str()?.strip_suffix(REPORT_SUFFIX)?.to_string();
             Some((name, serde_json::from_value(b["annotations"].clone()).ok()?))
         })
         .collect();
@@ -350,7 +350,8 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn file_sha256(dir: &Dir, name: &str) -> Option<String> {
+/// sha256 of a file beneath `dir`, if it can be opened and read.
+pub fn file_sha256(dir: &Dir, name: &str) -> Option<String> {
     let f = dir.open(name).ok()?.into_std();
     sha256_file(&f).ok()
 }
@@ -386,7 +387,7 @@ pub fn convert_dir(
     // Outputs an existing receipt (verified with our key) vouches for, made
     // from the same source bytes, are kept as they are.
     let previous = opts.key.as_ref().and_then(|k| previous_receipt(&out, k));
-    let mut reused: BTreeMap<String, (FilePlan, String, Report, String)> = BTreeMap::new();
+    let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
     if let Some(prev) = &previous {
         for f in &plan.files {
             let (Some(src_sha), Some(out_sha), Some(report)) = (
@@ -401,7 +402,12 @@ pub fn convert_dir(
             {
                 reused.insert(
                     f.output.clone(),
-                    (f.clone(), src_sha.clone(), report.clone(), out_sha.clone()),
+                    Reused {
+                        file: f.clone(),
+                        source_sha256: src_sha.clone(),
+                        report: report.clone(),
+                        output_sha256: out_sha.clone(),
+                    },
                 );
             }
         }
@@ -424,10 +430,10 @@ pub fn convert_dir(
         files: plan.files.len(),
         bytes: plan.files.iter().map(|f| f.bytes).sum(),
     });
-    for (name, (f, ..)) in &reused {
+    for (name, r) in &reused {
         on_event(Event::Reused {
             output: name,
-            bytes: f.bytes,
+            bytes: r.file.bytes,
         });
     }
 
@@ -490,8 +496,8 @@ pub fn convert_dir(
             p.converted.output_sha256.clone(),
         ));
     }
-    for (name, (_, _, _, sha)) in &reused {
-        subjects.push((name.clone(), sha.clone()));
+    for (name, r) in &reused {
+        subjects.push((name.clone(), r.output_sha256.clone()));
     }
     if let Some(index) = &plan.index {
         let mut total: u64 = prepared.iter().map(|p| p.converted.data_bytes).sum();
@@ -525,11 +531,11 @@ pub fn convert_dir(
                     bytes: p.converted.source_bytes,
                 })
                 .collect();
-            for (f, src_sha, ..) in reused.values() {
+            for r in reused.values() {
                 sources.push(SourceFile {
-                    name: f.source.clone(),
-                    sha256: src_sha.clone(),
-                    bytes: f.bytes,
+                    name: r.file.source.clone(),
+                    sha256: r.source_sha256.clone(),
+                    bytes: r.file.bytes,
                 });
             }
             if plan.index.is_some() {
@@ -545,13 +551,13 @@ pub fn convert_dir(
                 .iter()
                 .map(|p| {
                     (
-                        format!("{}.report.json", file_name(&p.converted.output)),
+                        format!("{}{REPORT_SUFFIX}", file_name(&p.converted.output)),
                         &p.converted.report,
                     )
                 })
                 .collect();
-            for (name, (_, _, report, _)) in &reused {
-                reports.push((format!("{name}.report.json"), report));
+            for (name, r) in &reused {
+                reports.push((format!("{name}{REPORT_SUFFIX}"), &r.report));
             }
             reports.sort_by(|a, b| a.0.cmp(&b.0));
             let dir_name = opts

@@ -490,6 +490,25 @@ fn builder_check(s: &Value) -> Check {
     )
 }
 
+/// Every source dependency of a verified statement as (name, sha256), or
+/// `None` for an entry missing either (callers decide whether that fails).
+pub fn statement_sources(s: &Value) -> Vec<Option<(String, String)>> {
+    s["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .map(|deps| {
+            deps.iter()
+                .filter(|d| d["annotations"]["role"] == ROLE_SOURCE)
+                .map(|d| {
+                    Some((
+                        d["name"].as_str()?.to_string(),
+                        normalise(d["digest"]["sha256"].as_str()?),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// (name, sha256) of every subject that has a sha256.
 pub fn statement_subjects(s: &Value) -> Vec<(String, String)> {
     s["subject"]
