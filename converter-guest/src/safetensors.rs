@@ -208,26 +208,40 @@ impl Writer<'_> {
             let start = base + t.offset * itemsize;
             // A tensor covering its whole record verifies the CRC on the way.
             let whole = start == record && len == decl_nbytes;
-            let mut hasher = crc32fast::Hasher::new();
-            let mut chunk = vec![0u8; CHUNK.min(len as usize)];
-            let mut done = 0u64;
-            while done < len {
-                let n = (len - done).min(chunk.len() as u64) as usize;
-                self.src.read_exact_at(start + done, &mut chunk[..n])?;
-                if whole {
-                    hasher.update(&chunk[..n]);
-                }
-                self.swap(&mut chunk[..n], itemsize as usize);
-                self.emit(&chunk[..n])?;
-                done += n as u64;
-            }
-            if whole {
-                self.check_crc(decl_index, hasher.finalize())?;
+            let mut hasher = whole.then(crc32fast::Hasher::new);
+            self.stream(start, len, itemsize, hasher.as_mut())?;
+            if let Some(h) = hasher {
+                self.check_crc(decl_index, h.finalize())?;
             }
             return Ok(len);
         }
         self.gather(t, base, decl_index)?;
         Ok(len)
+    }
+
+    /// Copies `len` contiguous source bytes at `start` to the output through
+    /// a bounded buffer, byteswapping if needed and feeding `crc` the raw
+    /// bytes.
+    fn stream(
+        &mut self,
+        start: u64,
+        len: u64,
+        itemsize: u64,
+        mut crc: Option<&mut crc32fast::Hasher>,
+    ) -> Result<()> {
+        let mut chunk = vec![0u8; CHUNK.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(chunk.len() as u64) as usize;
+            self.src.read_exact_at(start + done, &mut chunk[..n])?;
+            if let Some(h) = crc.as_mut() {
+                h.update(&chunk[..n]);
+            }
+            self.swap(&mut chunk[..n], itemsize as usize);
+            self.emit(&chunk[..n])?;
+            done += n as u64;
+        }
+        Ok(())
     }
 
     fn check_crc(&mut self, decl: usize, actual: u32) -> Result<()> {
@@ -305,18 +319,8 @@ impl Writer<'_> {
         if run_bytes >= self.tuning.scatter_block {
             // Long contiguous runs: stream each one.
             let mut odo = Odometer::new(t, outer);
-            let mut chunk = vec![0u8; CHUNK];
             loop {
-                let start = base + odo.elem * itemsize;
-                let mut done = 0usize;
-                while done < run_bytes {
-                    let n = CHUNK.min(run_bytes - done);
-                    self.src
-                        .read_exact_at(start + done as u64, &mut chunk[..n])?;
-                    self.swap(&mut chunk[..n], itemsize as usize);
-                    self.emit(&chunk[..n])?;
-                    done += n;
-                }
+                self.stream(base + odo.elem * itemsize, run_bytes as u64, itemsize, None)?;
                 if !odo.advance() {
                     return Ok(());
                 }
