@@ -41,6 +41,16 @@ impl DType {
     }
 
     /// The safetensors name.
+    /// torch's `dtype.is_floating_point` (float8 formats included): only
+    /// such tensors may be saved with `requires_grad=True`.
+    pub fn is_floating_point(self) -> bool {
+        use DType::*;
+        matches!(
+            self,
+            F8E5M2 | F8E4M3 | F8E8M0 | F8E4M3Fnuz | F8E5M2Fnuz | F16 | BF16 | F32 | F64
+        )
+    }
+
     pub fn safetensors_name(self) -> &'static str {
         use DType::*;
         match self {
@@ -133,13 +143,13 @@ pub fn dtype_name(name: &str) -> Option<Element> {
     use DType::*;
     use Element::*;
     Some(match name {
-        "float64" | "double" => Known(F64),
-        "float32" | "float" => Known(F32),
-        "float16" | "half" => Known(F16),
+        "float64" => Known(F64),
+        "float32" => Known(F32),
+        "float16" => Known(F16),
         "bfloat16" => Known(BF16),
-        "int64" | "long" => Known(I64),
-        "int32" | "int" => Known(I32),
-        "int16" | "short" => Known(I16),
+        "int64" => Known(I64),
+        "int32" => Known(I32),
+        "int16" => Known(I16),
         "int8" => Known(I8),
         "uint8" => Known(U8),
         "bool" => Known(Bool),
@@ -151,9 +161,9 @@ pub fn dtype_name(name: &str) -> Option<Element> {
         "float8_e4m3fnuz" => Known(F8E4M3Fnuz),
         "float8_e5m2fnuz" => Known(F8E5M2Fnuz),
         "float8_e8m0fnu" => Known(F8E8M0),
-        "complex32" | "chalf" => Unsupported("complex32"),
-        "complex64" | "cfloat" => Unsupported("complex64"),
-        "complex128" | "cdouble" => Unsupported("complex128"),
+        "complex32" | "bcomplex32" => Unsupported("complex32"),
+        "complex64" => Unsupported("complex64"),
+        "complex128" => Unsupported("complex128"),
         "float4_e2m1fn_x2" => Unsupported("float4_e2m1fn_x2"),
         "bits8" | "bits16" | "bits1x8" | "bits2x4" | "bits4x2" => Unsupported("bits"),
         "qint8" | "qint32" | "quint8" | "quint4x2" | "quint2x4" => Unsupported("quantized"),

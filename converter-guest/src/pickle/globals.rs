@@ -39,8 +39,6 @@ pub enum Global {
     CodecsEncode,
     /// `builtins.set`.
     Set,
-    /// `builtins.frozenset`.
-    FrozenSet,
     /// `builtins.bytearray`.
     Bytearray,
     /// `torch.<X>Storage` / `torch.UntypedStorage`.
@@ -65,6 +63,13 @@ impl Global {
 
 /// Resolves `module.name`. `Ok(None)` means "not on the allowlist"; a known
 /// but unconvertible name is refused here with a specific message.
+///
+/// Every name accepted here is a key of torch 2.15's
+/// `_weights_only_unpickler._get_allowed_globals()` (after torch's Python 2
+/// module mapping, which for allowlisted names only renames `__builtin__`):
+/// a spelling torch's weights-only loader refuses (`torch.UntypedStorage`,
+/// `torch.storage.FloatStorage`, `torch.float`, `builtins.frozenset`) is
+/// refused here too, so decant never converts a file torch would not load.
 pub fn resolve(module: &str, name: &str, at: &str) -> Result<Option<Global>, Refusal> {
     // Python 2 spellings, as torch's own loader maps them.
     let module = match module {
@@ -78,15 +83,12 @@ pub fn resolve(module: &str, name: &str, at: &str) -> Result<Option<Global>, Ref
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
-        ("torch", "Tensor") | ("torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => {
-            Global::TensorClass
-        }
+        ("torch", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorClass,
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch", "Size") => Global::TorchSize,
         ("torch", "device") => Global::TorchDevice,
         ("_codecs", "encode") => Global::CodecsEncode,
         ("builtins", "set") => Global::Set,
-        ("builtins", "frozenset") => Global::FrozenSet,
         ("builtins", "bytearray") => Global::Bytearray,
         ("torch._utils", f) if f.starts_with("_rebuild_") => {
             return Err(refuse_rebuild(f, at));
@@ -97,6 +99,10 @@ pub fn resolve(module: &str, name: &str, at: &str) -> Result<Option<Global>, Ref
                 "sparse tensors have no safetensors layout; save them dense with .to_dense()",
             ))
         }
+        // torch's keys: `torch.<X>Storage`, `torch.cuda.<X>Storage` (typed
+        // classes only) and `torch.storage.UntypedStorage`.
+        ("torch" | "torch.cuda", "UntypedStorage") => return Ok(None),
+        ("torch.storage", n) if n != "UntypedStorage" => return Ok(None),
         ("torch" | "torch.cuda" | "torch.storage", n) if n.ends_with("Storage") => {
             let untyped = n == "UntypedStorage";
             match dtype::storage_class(n) {

@@ -7,6 +7,7 @@
 //! execute. The stream is parsed strictly: one PROTO at the start, frames that
 //! contain whole opcodes, a memo that must be written before it is read.
 
+mod compat;
 pub mod globals;
 mod input;
 mod text;
@@ -34,8 +35,46 @@ const MAX_DIMS: usize = 64;
 /// Longest text line a protocol-0 opcode may have.
 const MAX_LINE: u64 = 1 << 20;
 
+/// Attributes of `collections.OrderedDict` (`dir(OrderedDict)`, CPython
+/// 3.11). BUILD state naming one of them would shadow it on the instance.
+const ORDERED_DICT_ATTRIBUTES: &[&str] = &[
+    "__class__", "__class_getitem__", "__contains__", "__delattr__", "__delitem__", "__dict__",
+    "__dir__", "__doc__", "__eq__", "__format__", "__ge__", "__getattribute__", "__getitem__",
+    "__getstate__", "__gt__", "__hash__", "__init__", "__init_subclass__", "__ior__", "__iter__",
+    "__le__", "__len__", "__lt__", "__ne__", "__new__", "__or__", "__reduce__", "__reduce_ex__",
+    "__repr__", "__reversed__", "__ror__", "__setattr__", "__setitem__", "__sizeof__", "__str__",
+    "__subclasshook__", "clear", "copy", "fromkeys", "get", "items", "keys", "move_to_end", "pop",
+    "popitem", "setdefault", "update", "values",
+];
+
+/// Data descriptors of `torch.nn.Parameter` and its bases (torch 2.15.0:
+/// the names in `dir(Parameter)` whose class attribute has `__set__` or
+/// `__delete__`). torch applies a rebuilt tensor's saved state with
+/// `setattr`; for these names that runs a setter (`data` replaces the
+/// tensor, `real` overwrites its values and those of every tensor sharing
+/// its storage) or fails. Any other name only lands in the tensor's
+/// `__dict__` and leaves the values alone.
+const TENSOR_DATA_DESCRIPTORS: &[&str] = &[
+    "H", "T", "__class__", "__cuda_array_interface__", "__dict__", "__weakref__",
+    "_backward_hooks", "_base", "_cdata", "_grad", "_grad_fn", "_has_grad_dtype_override",
+    "_has_symbolic_sizes_strides", "_post_accumulate_grad_hooks", "_python_dispatch", "_version",
+    "data", "device", "dtype", "grad", "grad_dtype", "grad_fn", "imag", "is_cpu", "is_cuda",
+    "is_ipu", "is_leaf", "is_maia", "is_meta", "is_mkldnn", "is_mps", "is_mtia", "is_nested",
+    "is_quantized", "is_sparse", "is_sparse_csr", "is_vulkan", "is_xla", "is_xpu", "itemsize",
+    "layout", "mH", "mT", "name", "nbytes", "ndim", "output_nr", "real", "requires_grad",
+    "retains_grad", "shape", "volatile",
+];
+
 /// The opcodes of protocol 0, the text protocol.
 const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
+
+/// Whether `byte` is a pickle opcode, i.e. a file starting with it may be a
+/// pickle stream of some protocol (0 and 1 have no PROTO header).
+pub fn is_opcode(byte: u8) -> bool {
+    PROTOCOL_0.contains(&byte)
+        || b"GJKMQTUXBCehjoqru])}".contains(&byte)
+        || (0x80..=0x98).contains(&byte)
+}
 
 /// Storage declarations shared by every pickle of one checkpoint.
 #[derive(Debug, Default)]
@@ -380,29 +419,33 @@ impl Run<'_, '_> {
                 let v = self.long_from_le(bytes);
                 self.push(v);
             }
+            // Text numbers: only the spellings Python's picklers write are
+            // read. CPython's C unpickler parses others its own way (`I010`
+            // is octal 8, `I+1` is True, `L0x1fL` is 31), so any other form
+            // is refused rather than read differently from torch.
             op::INT => {
                 let line = self.line(pos)?;
                 let v = match line.as_slice() {
                     b"00" => Value::Bool(false),
                     b"01" => Value::Bool(true),
-                    digits => self.decimal(digits, pos)?,
+                    digits if text::is_canonical_decimal(digits) => self.decimal(digits, pos)?,
+                    _ => return Err(self.noncanonical("INT", &line, pos)),
                 };
                 self.push(v);
             }
             op::LONG => {
-                let mut line = self.line(pos)?;
-                if line.last() == Some(&b'L') {
-                    line.pop();
-                }
-                let v = self.decimal(&line, pos)?;
+                let line = self.line(pos)?;
+                let digits = match line.strip_suffix(b"L") {
+                    Some(d) if text::is_canonical_decimal(d) => d,
+                    _ => return Err(self.noncanonical("LONG", &line, pos)),
+                };
+                let v = self.decimal(digits, pos)?;
                 self.push(v);
             }
             op::FLOAT => {
                 let line = self.line(pos)?;
-                let f = std::str::from_utf8(&line)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .ok_or_else(|| corrupt(format!("bad FLOAT at {}", self.at(pos))))?;
+                let f = text::canonical_float(&line)
+                    .ok_or_else(|| self.noncanonical("FLOAT", &line, pos))?;
                 self.push(Value::Float(f));
             }
             op::BINFLOAT => {
@@ -413,7 +456,7 @@ impl Run<'_, '_> {
                 let line = self.line(pos)?;
                 let bytes = text::python_string_literal(&line)
                     .ok_or_else(|| corrupt(format!("bad STRING literal at {}", self.at(pos))))?;
-                let v = self.py2_string(bytes);
+                let v = self.py2_string(bytes, pos)?;
                 self.push(v);
             }
             op::BINSTRING => {
@@ -422,13 +465,13 @@ impl Run<'_, '_> {
                     return Err(corrupt(format!("negative BINSTRING length at {}", self.at(pos))));
                 }
                 let bytes = self.input.bytes(n as u64)?;
-                let v = self.py2_string(bytes);
+                let v = self.py2_string(bytes, pos)?;
                 self.push(v);
             }
             op::SHORT_BINSTRING => {
                 let n = self.input.u8()? as u64;
                 let bytes = self.input.bytes(n)?;
-                let v = self.py2_string(bytes);
+                let v = self.py2_string(bytes, pos)?;
                 self.push(v);
             }
             op::UNICODE => {
@@ -623,7 +666,7 @@ impl Run<'_, '_> {
             op::NEWOBJ => {
                 let args = self.pop(pos)?;
                 let cls = self.pop(pos)?;
-                let v = self.call(cls, args, pos)?;
+                let v = self.new_object(cls, args, pos)?;
                 self.push(v);
             }
             op::NEWOBJ_EX => {
@@ -637,7 +680,7 @@ impl Run<'_, '_> {
                         "no allowlisted type takes keyword arguments",
                     ));
                 }
-                let v = self.call(cls, args, pos)?;
+                let v = self.new_object(cls, args, pos)?;
                 self.push(v);
             }
             op::BUILD => {
@@ -682,6 +725,17 @@ impl Run<'_, '_> {
         })
     }
 
+    fn noncanonical(&self, opcode: &str, line: &[u8], pos: u64) -> crate::error::Refusal {
+        unsupported(
+            format!(
+                "{opcode} argument \"{}\" at {} is not spelled as Python writes it",
+                crate::error::printable(&String::from_utf8_lossy(line)),
+                self.at(pos)
+            ),
+            "CPython's unpickler reads such spellings its own way (octal, hex, booleans); re-save the checkpoint with torch.save",
+        )
+    }
+
     fn line_number(&mut self, pos: u64) -> Result<u64> {
         let line = self.line(pos)?;
         std::str::from_utf8(&line)
@@ -697,8 +751,19 @@ impl Run<'_, '_> {
         }
     }
 
-    /// A Python int from little-endian two's complement bytes.
-    fn long_from_le(&mut self, bytes: Vec<u8>) -> Value {
+    /// A Python int from little-endian two's complement bytes. Redundant
+    /// sign bytes are dropped first, so a small value spelled in nine bytes
+    /// is the same int (and the same dict key) as it is to Python.
+    fn long_from_le(&mut self, mut bytes: Vec<u8>) -> Value {
+        while bytes.len() > 1 {
+            let n = bytes.len();
+            let (last, prev) = (bytes[n - 1], bytes[n - 2]);
+            if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
+                bytes.pop();
+            } else {
+                break;
+            }
+        }
         if bytes.len() <= 8 {
             let mut v: i64 = 0;
             for (i, b) in bytes.iter().enumerate() {
@@ -716,11 +781,16 @@ impl Run<'_, '_> {
         }
     }
 
-    /// Python 2 `str`: text if it is UTF-8, bytes otherwise.
-    fn py2_string(&mut self, bytes: Vec<u8>) -> Value {
+    /// Python 2 `str` (STRING, BINSTRING, SHORT_BINSTRING): torch.load
+    /// unpickles with `encoding="utf-8"`, so it is text, and a string that
+    /// is not UTF-8 fails the whole load (`UnicodeDecodeError`).
+    fn py2_string(&mut self, bytes: Vec<u8>, pos: u64) -> Result<Value> {
         match String::from_utf8(bytes) {
-            Ok(s) => self.alloc(Obj::Str(s)),
-            Err(e) => self.alloc(Obj::Bytes(e.into_bytes())),
+            Ok(s) => Ok(self.alloc(Obj::Str(s))),
+            Err(_) => Err(corrupt(format!(
+                "Python 2 string at {} is not UTF-8 (torch decodes it as UTF-8 and fails)",
+                self.at(pos)
+            ))),
         }
     }
 
@@ -789,29 +859,109 @@ impl Run<'_, '_> {
                 self.m.globals.insert(display);
                 Ok(self.alloc(Obj::Global(g)))
             }
-            None => Err(refuse_global(&display, &self.at(pos))),
+            None => {
+                let mut refusal = refuse_global(&display, &self.at(pos));
+                // CPython maps Python 2 names in protocol 0-2 streams: say
+                // what a plain unpickler would actually import.
+                if self.protocol < 3 {
+                    if let Some((m, n)) = compat::python3_name(module, name) {
+                        refusal.message.push_str(&format!(
+                            " (Python 3 loads it as {})",
+                            crate::error::printable(&format!("{m}.{n}"))
+                        ));
+                    }
+                }
+                Err(refusal)
+            }
         }
     }
 
+    /// BUILD, as torch's weights-only loader applies it: `OrderedDict`
+    /// instance state goes to `inst.__dict__` (that is how
+    /// `model.state_dict()` attaches `_metadata`, which is not converted).
+    /// Every other target is refused: torch re-points a tensor with
+    /// `set_(*state)` and refuses plain dicts, and decant converts neither.
     fn build(&mut self, target: Value, state: Value, pos: u64) -> Result<()> {
         match self.m.heap.obj(target) {
-            // `model.state_dict()` carries `_metadata` as OrderedDict instance
-            // state: attributes, not entries, and nothing to convert.
-            Some(Obj::Dict(_)) => match self.m.heap.obj(state) {
-                Some(Obj::Dict(_)) => Ok(()),
-                _ => Err(corrupt(format!(
-                    "BUILD at {} gives a dict non-dict state",
-                    self.at(pos)
-                ))),
-            },
+            Some(Obj::Dict(d)) if d.ordered => {
+                let Some(Obj::Dict(state)) = self.m.heap.obj(state) else {
+                    return Err(unsupported(
+                        format!(
+                            "BUILD at {} gives an OrderedDict a {} as state",
+                            self.at(pos),
+                            self.m.heap.type_name(state)
+                        ),
+                        "torch.save writes OrderedDict state as a dict of attributes",
+                    ));
+                };
+                // An attribute named like an OrderedDict method (`keys`,
+                // `items`) shadows it for code that reads the dict, so the
+                // entries would depend on who reads them.
+                for &(k, _) in &state.entries {
+                    match self.m.heap.str(k) {
+                        Some(name) if !ORDERED_DICT_ATTRIBUTES.contains(&name) => {}
+                        _ => {
+                            return Err(unsupported(
+                                format!(
+                                    "BUILD at {} sets OrderedDict attribute {}",
+                                    self.at(pos),
+                                    self.describe_key(k)
+                                ),
+                                "only attributes such as _metadata that no reader mistakes for entries are accepted",
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
             _ => Err(unsupported(
                 format!(
                     "BUILD at {} sets state on a {}",
                     self.at(pos),
-                    self.m.heap.type_name(target)
+                    self.type_name_of(target)
                 ),
                 "only plain state dicts are converted; save model.state_dict(), not the model",
             )),
+        }
+    }
+
+    /// A type name that tells `dict` from `collections.OrderedDict`.
+    fn type_name_of(&self, v: Value) -> &'static str {
+        match self.m.heap.obj(v) {
+            Some(Obj::Dict(d)) if d.ordered => "collections.OrderedDict",
+            _ => self.m.heap.type_name(v),
+        }
+    }
+
+    fn describe_key(&self, k: Value) -> String {
+        match self.m.heap.str(k) {
+            Some(s) => format!("\"{}\"", crate::error::printable(s)),
+            None => format!("with a {} name", self.m.heap.type_name(k)),
+        }
+    }
+
+    /// NEWOBJ / NEWOBJ_EX: `cls.__new__(cls, *args)`. For the containers
+    /// decant models, `__new__` ignores its arguments (`__init__` would use
+    /// them, and is not called), so arguments are refused rather than read
+    /// one way or the other.
+    fn new_object(&mut self, cls: Value, args: Value, pos: u64) -> Result<Value> {
+        let no_args = self.m.heap.tuple(args).is_some_and(<[Value]>::is_empty);
+        match self.m.heap.obj(cls) {
+            Some(Obj::Global(Global::OrderedDict | Global::Set | Global::Bytearray)) if !no_args => {
+                Err(unsupported(
+                    format!(
+                        "NEWOBJ at {} passes arguments that {}.__new__ ignores",
+                        self.at(pos),
+                        match self.m.heap.obj(cls) {
+                            Some(Obj::Global(Global::OrderedDict)) => "collections.OrderedDict",
+                            Some(Obj::Global(Global::Set)) => "set",
+                            _ => "bytearray",
+                        }
+                    ),
+                    "torch.save never writes this; the file was crafted",
+                ))
+            }
+            _ => self.call(cls, args, pos),
         }
     }
 
@@ -856,7 +1006,9 @@ impl Run<'_, '_> {
             Global::RebuildTensorV2 => {
                 self.arity("_rebuild_tensor_v2", &a, &[6, 7], pos)?;
                 self.check_tensor_metadata(a.get(6).copied(), pos)?;
-                self.rebuild_tensor(&a[..4], None, pos)
+                let t = self.rebuild_tensor(&a[..4], None, pos)?;
+                self.check_requires_grad(t, a[4], "_rebuild_tensor_v2", pos)?;
+                Ok(t)
             }
             Global::RebuildTensorV3 => {
                 self.arity("_rebuild_tensor_v3", &a, &[7, 8], pos)?;
@@ -873,12 +1025,22 @@ impl Run<'_, '_> {
                         )))
                     }
                 };
-                self.rebuild_tensor(&a[..4], Some(dtype), pos)
+                let t = self.rebuild_tensor(&a[..4], Some(dtype), pos)?;
+                self.check_requires_grad(t, a[4], "_rebuild_tensor_v3", pos)?;
+                Ok(t)
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
-                let n = if g == Global::RebuildParameter { 3 } else { 4 };
-                self.arity("_rebuild_parameter", &a, &[n], pos)?;
-                self.expect_tensor(a[0], "_rebuild_parameter", pos)?;
+                let (n, what) = if g == Global::RebuildParameter {
+                    (3, "_rebuild_parameter")
+                } else {
+                    (4, "_rebuild_parameter_with_state")
+                };
+                self.arity(what, &a, &[n], pos)?;
+                self.expect_tensor(a[0], what, pos)?;
+                self.check_requires_grad(a[0], a[1], what, pos)?;
+                if let Some(&state) = a.get(3) {
+                    self.check_tensor_state(state, what, pos)?;
+                }
                 Ok(a[0])
             }
             Global::RebuildFromTypeV2 => {
@@ -903,19 +1065,19 @@ impl Run<'_, '_> {
                     )))
                     }
                 }
-                // The state holds Python attributes of the tensor object; the
-                // data is all in the rebuilt tensor.
+                // torch applies the state with setattr after rebuilding.
+                self.check_tensor_state(a[3], "_rebuild_from_type_v2", pos)?;
                 let t = self.call(a[0], a[2], pos)?;
                 Ok(t)
             }
             Global::OrderedDict => {
-                if !a.is_empty() {
-                    return Err(corrupt(format!(
-                        "OrderedDict at {} built with arguments",
-                        self.at(pos)
-                    )));
+                self.arity("OrderedDict", &a, &[0, 1], pos)?;
+                let d = self.alloc(Obj::Dict(Dict::ordered()));
+                if let Some(&items) = a.first() {
+                    let pairs = self.ordered_dict_items(items, pos)?;
+                    self.set_items(d, pairs, pos)?;
                 }
-                Ok(self.alloc(Obj::Dict(Dict::default())))
+                Ok(d)
             }
             Global::TorchSize => {
                 self.arity("torch.Size", &a, &[0, 1], pos)?;
@@ -954,7 +1116,7 @@ impl Run<'_, '_> {
                 })?;
                 Ok(self.alloc(Obj::Bytes(bytes)))
             }
-            Global::Set | Global::FrozenSet => {
+            Global::Set => {
                 self.arity("set", &a, &[0, 1], pos)?;
                 let items = match a.first() {
                     None => Vec::new(),
@@ -1010,6 +1172,116 @@ impl Run<'_, '_> {
                     "resolve the view in PyTorch (tensor.resolve_neg()) before saving",
                 )),
             },
+        }
+    }
+
+    /// torch sets `requires_grad` from this argument: anything but a bool
+    /// fails ("requires_grad must be a bool"), and so does `True` on a tensor
+    /// that is not floating point. decant refuses what torch cannot load.
+    fn check_requires_grad(&self, tensor: Value, flag: Value, what: &str, pos: u64) -> Result<()> {
+        let Value::Bool(requires_grad) = flag else {
+            return Err(corrupt(format!(
+                "{what} at {}: requires_grad is a {}, not a bool (torch refuses to load it)",
+                self.at(pos),
+                self.m.heap.type_name(flag)
+            )));
+        };
+        if let Some(Obj::Tensor(t)) = self.m.heap.obj(tensor) {
+            if requires_grad && !t.dtype.is_floating_point() {
+                return Err(corrupt(format!(
+                    "{what} at {}: requires_grad on a {} tensor (torch refuses to load it: only floating point tensors can require gradients)",
+                    self.at(pos),
+                    t.dtype.safetensors_name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state `_rebuild_parameter_with_state` and `_rebuild_from_type_v2`
+    /// apply with `setattr` (torch's `_utils._set_obj_state`): `None`, a dict,
+    /// or a `(dict, slots)` pair of dicts or `None`s. Attribute names that
+    /// are tensor data descriptors would change or replace the tensor (or
+    /// fail), so they are refused; any other name is an inert Python
+    /// attribute (transformers' `_is_hf_initialized`, say).
+    fn check_tensor_state(&self, state: Value, what: &str, pos: u64) -> Result<()> {
+        let parts: Vec<Value> = match self.m.heap.obj(state) {
+            _ if state == Value::None => return Ok(()),
+            Some(Obj::Dict(_)) => vec![state],
+            Some(Obj::Tuple(t)) if t.len() == 2 => t.clone(),
+            _ => {
+                return Err(unsupported(
+                    format!(
+                        "{what} at {}: tensor state is a {}, not a dict of attributes",
+                        self.at(pos),
+                        self.type_name_of(state)
+                    ),
+                    "torch.save writes a tensor's Python attributes as a dict",
+                ))
+            }
+        };
+        for part in parts {
+            if part == Value::None {
+                continue;
+            }
+            let Some(Obj::Dict(d)) = self.m.heap.obj(part) else {
+                return Err(unsupported(
+                    format!(
+                        "{what} at {}: tensor state holds a {} where a dict of attributes belongs",
+                        self.at(pos),
+                        self.type_name_of(part)
+                    ),
+                    "torch.save writes a tensor's Python attributes as a dict",
+                ));
+            };
+            for &(k, _) in &d.entries {
+                match self.m.heap.str(k) {
+                    Some(name) if !TENSOR_DATA_DESCRIPTORS.contains(&name) => {}
+                    _ => {
+                        return Err(unsupported(
+                            format!(
+                                "{what} at {}: tensor state sets attribute {}, which torch applies with setattr",
+                                self.at(pos),
+                                self.describe_key(k)
+                            ),
+                            "such state replaces or rewrites the tensor after it is loaded (or fails); re-save the plain tensor",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `OrderedDict(x)`: a dict's entries, or a list or tuple of 2-item
+    /// lists or tuples (how Python 2-era torch pickled state dicts), as
+    /// alternating keys and values.
+    fn ordered_dict_items(&self, items: Value, pos: u64) -> Result<Vec<Value>> {
+        let bad = || {
+            unsupported(
+                format!(
+                    "OrderedDict at {} built from a {}",
+                    self.at(pos),
+                    self.type_name_of(items)
+                ),
+                "decant reads OrderedDicts built from a list of (key, value) pairs or from a dict",
+            )
+        };
+        match self.m.heap.obj(items) {
+            Some(Obj::Dict(d)) => Ok(d.entries.iter().flat_map(|&(k, v)| [k, v]).collect()),
+            Some(Obj::List(pairs) | Obj::Tuple(pairs)) => {
+                let mut out = Vec::with_capacity(2 * pairs.len());
+                for &pair in pairs {
+                    match self.m.heap.obj(pair) {
+                        Some(Obj::List(kv) | Obj::Tuple(kv)) if kv.len() == 2 => {
+                            out.extend_from_slice(kv)
+                        }
+                        _ => return Err(bad()),
+                    }
+                }
+                Ok(out)
+            }
+            _ => Err(bad()),
         }
     }
 
@@ -1187,8 +1459,15 @@ impl Run<'_, '_> {
         let decl = StorageDecl {
             key: key.clone(),
             dtype,
+            untyped,
             nbytes,
         };
+        // torch's legacy loader keeps root storages and views in one dict
+        // (`deserialized_objects`): a root key that is also a view key means
+        // the view to torch (and the other way round).
+        if self.m.storages.views.contains_key(&key) {
+            return Err(self.shared_legacy_key(&key, pos));
+        }
         let index = match self.m.storages.by_key.get(&key) {
             Some(&i) => {
                 if self.m.storages.decls[i] != decl {
@@ -1235,6 +1514,9 @@ impl Run<'_, '_> {
             )));
         };
         let key = self.storage_key(key, pos)?;
+        if self.m.storages.by_key.contains_key(&key) {
+            return Err(self.shared_legacy_key(&key, pos));
+        }
         let offset = self.int(offset, "storage view offset", pos)?;
         let size = self.int(size, "storage view size", pos)?;
         let byte_offset = offset.checked_mul(dtype.size());
@@ -1265,6 +1547,14 @@ impl Run<'_, '_> {
                 Ok(view)
             }
         }
+    }
+
+    fn shared_legacy_key(&self, key: &str, pos: u64) -> crate::error::Refusal {
+        corrupt(format!(
+            "legacy storage key {} at {} names both a storage and a view of one (torch keeps both in one namespace and reads the file differently)",
+            crate::error::printable(key),
+            self.at(pos)
+        ))
     }
 
     /// Storage keys become record names (`data/<key>`), so only plain names

@@ -261,14 +261,43 @@ fn protocol0_int_parses_decimals_and_i01_i00_booleans() {
         .line(op::INT, b"01")
         .line(op::INT, b"00")
         .line(op::INT, b"0")
-        .line(op::INT, b"+5")
         .line(op::INT, b"99999999999999999999")
         .op(op::LIST)
         .stop();
     assert_eq!(
         loads(&p.b),
-        "[42, -7, True, False, 0, 5, big(ffff0f632d5ec76b05)]"
+        "[42, -7, True, False, 0, big(ffff0f632d5ec76b05)]"
     );
+}
+
+#[test]
+fn protocol0_numbers_python_never_writes_are_refused() {
+    // CPython's C unpickler reads `I010` as octal 8, `I0x10` as 16, `I+1`
+    // and `I-0` as booleans, `L0x1fL` as 31: a naive decimal reader would
+    // build other tensor offsets, shapes or keys than torch.load does.
+    for (code, text) in [
+        (op::INT, &b"010"[..]),
+        (op::INT, b"0x10"),
+        (op::INT, b"+1"),
+        (op::INT, b"-0"),
+        (op::INT, b" 5"),
+        (op::INT, b"1_0"),
+        (op::INT, b"12a"),
+        (op::LONG, b"0x1fL"),
+        (op::LONG, b"012L"),
+        (op::LONG, b"-5"),
+        (op::LONG, b"L"),
+        (op::FLOAT, b"abc"),
+        (op::FLOAT, b"0x1p3"),
+        (op::FLOAT, b"1_0.5"),
+        (op::FLOAT, b"Infinity"),
+    ] {
+        refuse(
+            &Asm::new().line(code, text).stop().b,
+            Unsupported,
+            "is not spelled as Python writes it",
+        );
+    }
 }
 
 #[test]
@@ -277,7 +306,6 @@ fn protocol0_long_strips_trailing_l() {
     let p = Asm::new()
         .mark()
         .line(op::LONG, b"123L")
-        .line(op::LONG, b"-5")
         .line(op::LONG, b"0L")
         .line(op::LONG, b"99999999999999999999L")
         .line(op::LONG, b"-99999999999999999999L")
@@ -287,22 +315,7 @@ fn protocol0_long_strips_trailing_l() {
         .stop();
     assert_eq!(
         loads(&p.b),
-        "[123, -5, 0, big(ffff0f632d5ec76b05), big(0100f09cd2a13894fa), 9223372036854775807, -9223372036854775808]"
-    );
-}
-
-#[test]
-fn protocol0_bad_integer_literal_refused() {
-    // Only decimal digits are an integer; `12a` is not.
-    refuse(
-        &Asm::new().line(op::INT, b"12a").stop().b,
-        Corrupt,
-        "bad integer literal at byte 0 of data.pkl",
-    );
-    refuse(
-        &Asm::new().line(op::LONG, b"L").stop().b,
-        Corrupt,
-        "bad integer literal at byte 0 of data.pkl",
+        "[123, 0, big(ffff0f632d5ec76b05), big(0100f09cd2a13894fa), 9223372036854775807, -9223372036854775808]"
     );
 }
 
@@ -318,25 +331,32 @@ fn protocol0_float_parses_repr_text() {
         .op(op::LIST)
         .stop();
     assert_eq!(loads(&p.b), "[2.5, -0.001, 1e300, inf]");
-    refuse(
-        &Asm::new().line(op::FLOAT, b"abc").stop().b,
-        Corrupt,
-        "bad FLOAT at byte 0 of data.pkl",
-    );
 }
 
 #[test]
 fn protocol0_string_decodes_python_escapes() {
-    // STRING is a repr() literal: quotes, \x, octal and named escapes; non-UTF-8 stays bytes.
+    // STRING is a repr() literal: quotes, \x, octal and named escapes.
     let p = Asm::new()
         .mark()
         .line(op::STRING, br"'a\'b\x41\n\\'")
         .line(op::STRING, br#""it's""#)
-        .line(op::STRING, br"'\xff\000'")
         .line(op::STRING, br"'\101\tz'")
         .op(op::LIST)
         .stop();
-    assert_eq!(loads(&p.b), r#"["a'bA\n\\", "it's", b(ff00), "A\tz"]"#);
+    assert_eq!(loads(&p.b), r#"["a'bA\n\\", "it's", "A\tz"]"#);
+    // torch.load decodes Python 2 strings as UTF-8 and fails on others;
+    // decant used to keep them as bytes and convert the file.
+    refuse(
+        &Asm::new().line(op::STRING, br"'\xff\000'").stop().b,
+        Corrupt,
+        "Python 2 string at byte 0 of data.pkl is not UTF-8",
+    );
+    // `\x+4` is not a hex escape, though from_str_radix takes the sign.
+    refuse(
+        &Asm::new().line(op::STRING, br"'\x+4'").stop().b,
+        Corrupt,
+        "bad STRING literal at byte 0 of data.pkl",
+    );
     refuse(
         &Asm::new().line(op::STRING, b"'abc").stop().b,
         Corrupt,
@@ -920,14 +940,59 @@ fn reduce_with_non_tuple_arguments_refused() {
 }
 
 #[test]
-fn ordered_dict_with_arguments_refused() {
-    // OrderedDict([(k, v)]) would build entries outside SETITEMS; torch never writes it.
-    let p = Asm::new().call("collections", "OrderedDict", |a| a.op(op::EMPTY_LIST));
+fn ordered_dict_from_a_list_of_pairs_like_python2_torch() {
+    // torch 0.3/0.4 under Python 2 (the lpips weights) pickled state dicts as
+    // OrderedDict([[key, value], ...]); decant refused them as crafted.
+    let p = Asm::new().call("collections", "OrderedDict", |a| {
+        a.op(op::EMPTY_LIST)
+            .mark()
+            .mark()
+            .str("b")
+            .int(1)
+            .op(op::LIST)
+            .mark()
+            .str("a")
+            .int(2)
+            .op(op::TUPLE)
+            .mark()
+            .str("b")
+            .int(3)
+            .op(op::LIST)
+            .op(op::APPENDS)
+    });
+    // Python's dict semantics: the repeated key keeps its first position.
+    assert_eq!(loads(&p.stop().b), r#"{"b": 3, "a": 2}"#);
+}
+
+#[test]
+fn ordered_dict_from_anything_but_pairs_refused() {
+    // OrderedDict(["ab"]) is {"a": "b"} to Python; decant reads only lists of
+    // 2-item lists or tuples, and dicts.
+    let p = Asm::new().call("collections", "OrderedDict", |a| {
+        a.mark().str("ab").op(op::LIST)
+    });
     let at = p.call;
     refuse(
         &p.stop().b,
-        Corrupt,
-        &format!("OrderedDict at byte {at} of data.pkl built with arguments"),
+        Unsupported,
+        &format!("OrderedDict at byte {at} of data.pkl built from a list"),
+    );
+}
+
+#[test]
+fn newobj_ordered_dict_with_arguments_refused() {
+    // NEWOBJ is OrderedDict.__new__(cls, *args), which ignores the pairs a
+    // REDUCE would have inserted: one file, two readings.
+    let p = Asm::new()
+        .global("collections", "OrderedDict")
+        .op(op::EMPTY_LIST)
+        .op(op::TUPLE1)
+        .op(op::NEWOBJ)
+        .stop();
+    refuse(
+        &p.b,
+        Unsupported,
+        "passes arguments that collections.OrderedDict.__new__ ignores",
     );
 }
 
@@ -1073,9 +1138,36 @@ fn build_on_dict_with_non_dict_state_refused() {
     let p = Asm::new().ordered_dict().int(1).op(op::BUILD).stop();
     refuse(
         &p.b,
-        Corrupt,
-        "BUILD at byte 29 of data.pkl gives a dict non-dict state",
+        Unsupported,
+        "BUILD at byte 29 of data.pkl gives an OrderedDict a int as state",
     );
+}
+
+#[test]
+fn build_on_a_plain_dict_refused() {
+    // torch's weights-only loader builds OrderedDicts only ("Can only build
+    // Tensor, Parameter, OrderedDict ..."); decant accepted any dict.
+    let p = Asm::new()
+        .op(op::EMPTY_DICT)
+        .op(op::EMPTY_DICT)
+        .op(op::BUILD)
+        .stop();
+    refuse(&p.b, Unsupported, "BUILD at byte 2 of data.pkl sets state on a dict");
+}
+
+#[test]
+fn build_shadowing_an_ordered_dict_method_refused() {
+    // `__dict__.update({"keys": ...})` makes od.keys() return something
+    // else for every reader that calls it.
+    let p = Asm::new()
+        .ordered_dict()
+        .op(op::EMPTY_DICT)
+        .str("keys")
+        .global("builtins", "set")
+        .op(op::SETITEM)
+        .op(op::BUILD)
+        .stop();
+    refuse(&p.b, Unsupported, "sets OrderedDict attribute \"keys\"");
 }
 
 #[test]

@@ -34,8 +34,7 @@ pub fn python_string_literal(line: &[u8]) -> Option<Vec<u8>> {
             b'f' => out.push(12),
             b'v' => out.push(11),
             b'x' => {
-                let hex = body.get(i..i + 2)?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                out.push(u8::try_from(hex_value(body.get(i..i + 2)?)?).ok()?);
                 i += 2;
             }
             b'0'..=b'7' => {
@@ -58,16 +57,20 @@ pub fn python_string_literal(line: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Python's `raw-unicode-escape`: bytes are Latin-1 except `\uXXXX` and
-/// `\UXXXXXXXX`.
+/// `\UXXXXXXXX`, which are escapes only after an odd number of backslashes
+/// (CPython's decoder: `\\u0041` is two backslashes and `u0041`).
 pub fn raw_unicode_escape(line: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
+    let mut backslashes = 0usize;
     while i < line.len() {
         let c = line[i];
-        if c == b'\\' && matches!(line.get(i + 1), Some(b'u' | b'U')) {
+        let escape = c == b'\\' && backslashes % 2 == 0;
+        backslashes = if c == b'\\' { backslashes + 1 } else { 0 };
+        if escape && matches!(line.get(i + 1), Some(b'u' | b'U')) {
+            backslashes = 0;
             let n = if line[i + 1] == b'u' { 4 } else { 8 };
-            let hex = line.get(i + 2..i + 2 + n)?;
-            let cp = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            let cp = hex_value(line.get(i + 2..i + 2 + n)?)?;
             out.push(char::from_u32(cp)?);
             i += 2 + n;
         } else {
@@ -76,6 +79,45 @@ pub fn raw_unicode_escape(line: &[u8]) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Hex digits only (`from_str_radix` would also take a leading `+`).
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// A decimal integer as Python's `repr` writes it: an optional `-`, then
+/// `0` or digits without a leading zero.
+pub fn is_canonical_decimal(s: &[u8]) -> bool {
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    match digits {
+        [b'0'] => s.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// A FLOAT argument as `repr(float)` writes it (`1.5`, `-2e-05`, `inf`,
+/// `nan`): decimal digits, one point, an exponent; anything else (`0x1p3`,
+/// `1_0`, spaces) is refused rather than parsed one way or another.
+pub fn canonical_float(s: &[u8]) -> Option<f64> {
+    match s {
+        b"inf" => return Some(f64::INFINITY),
+        b"-inf" => return Some(f64::NEG_INFINITY),
+        b"nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    let ok = !s.is_empty()
+        && s.iter()
+            .all(|&c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && s.iter().any(u8::is_ascii_digit);
+    if !ok {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse::<f64>().ok()
 }
 
 /// A decimal integer literal as little-endian two's complement bytes

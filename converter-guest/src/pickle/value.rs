@@ -30,6 +30,9 @@ pub struct StorageDecl {
     pub key: String,
     /// Element type of the storage class (`U8` for untyped storages).
     pub dtype: DType,
+    /// `torch.storage.UntypedStorage` (a byte buffer viewed by
+    /// `_rebuild_tensor_v3`'s dtype) rather than a typed storage class.
+    pub untyped: bool,
     /// Total size in bytes.
     pub nbytes: u64,
 }
@@ -93,9 +96,25 @@ pub enum Key {
 pub struct Dict {
     pub entries: Vec<(Value, Value)>,
     index: HashMap<Key, usize>,
+    /// A `collections.OrderedDict` rather than a plain `dict`: torch's
+    /// weights-only loader lets BUILD set attributes on the former only.
+    pub ordered: bool,
 }
 
 impl Dict {
+    /// An empty `collections.OrderedDict`.
+    pub fn ordered() -> Self {
+        Dict {
+            ordered: true,
+            ..Dict::default()
+        }
+    }
+
+    /// Whether an entry with this key exists.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.index.contains_key(key)
+    }
+
     pub fn insert(&mut self, key: Key, k: Value, v: Value) {
         match self.index.get(&key) {
             Some(&i) => self.entries[i].1 = v,

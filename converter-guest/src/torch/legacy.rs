@@ -4,7 +4,7 @@
 //! its raw little-endian bytes, in key-list order, to the end of the file.
 
 use super::{Parsed, StorageData};
-use crate::error::{corrupt, format, unsupported, Result};
+use crate::error::{corrupt, format, unsupported, RefusalKind, Result};
 use crate::pickle::{Machine, Obj, PidStyle, Value};
 use crate::source::Source;
 use std::collections::HashMap;
@@ -17,7 +17,22 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     let end = src.len();
     let mut m = Machine::new(PidStyle::Legacy);
 
-    let magic = m.load(src, 0, end, "")?;
+    let magic = m.load(src, 0, end, "").map_err(|refusal| {
+        // Without a PROTO header (protocols 0 and 1) any file whose first
+        // byte happens to be an opcode lands here. A global is named as it
+        // is (that is a pickle, and a dangerous one); anything else that
+        // breaks the very first pickle means it was no pickle at all.
+        let mut head = [0u8; 1];
+        src.read_at(0, &mut head);
+        if head[0] == 0x80 || refusal.kind == RefusalKind::Global {
+            refusal
+        } else {
+            format(format!(
+                "not a torch checkpoint: neither a zip archive nor a pickle stream ({})",
+                refusal.message
+            ))
+        }
+    })?;
     let is_magic = matches!(m.heap.obj(magic.value), Some(Obj::BigInt(b)) if *b == MAGIC);
     if !is_magic {
         return Err(format(

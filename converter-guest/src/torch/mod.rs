@@ -39,7 +39,9 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     let n = src.read_at(0, &mut head);
     if n == 4 && head == *b"PK\x03\x04" {
         zip::parse(src)
-    } else if n >= 2 && head[0] == 0x80 {
+    } else if n >= 1 && crate::pickle::is_opcode(head[0]) {
+        // A pickle stream of any protocol: the legacy format, or a bare
+        // pickle whose globals the VM names before anything else happens.
         legacy::parse(src)
     } else if n == 0 {
         Err(format("the file is empty"))

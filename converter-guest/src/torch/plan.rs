@@ -82,6 +82,9 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut dropped: Vec<Dropped> = Vec::new();
     flatten(heap, selected, "", 0, &mut entries, &mut dropped)?;
+    if parsed.big_endian {
+        check_byteswap_units(parsed, &entries)?;
+    }
 
     let mut names = BTreeSet::new();
     for name in entries
@@ -163,6 +166,32 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
     })?;
     out.tensors = tensors;
     Ok(out)
+}
+
+/// In a big-endian archive torch swaps each storage in units of its
+/// class's element size, then views it with the tensor's dtype. A tensor
+/// whose dtype has another size than its typed storage's elements would
+/// come out of torch with bytes swapped in the wrong units; decant swaps by
+/// the tensor's dtype, so the two readings differ and the file is refused.
+/// Untyped storages (every `_rebuild_tensor_v3` dtype) are the documented
+/// exception: torch never swaps them, which loses what was saved, and
+/// decant swaps them by the tensor's dtype (docs/SEMANTICS.md).
+fn check_byteswap_units(parsed: &Parsed, entries: &[Entry]) -> Result<()> {
+    for e in entries {
+        let decl = &parsed.machine.storages.decls[e.tensor.storage.decl];
+        if !decl.untyped && decl.dtype.size() != e.tensor.dtype.size() {
+            return Err(unsupported(
+                format!(
+                    "tensor {} views a big-endian {}-byte storage as {}: torch swaps the bytes in units of the storage's elements, not the tensor's",
+                    printable(&e.name),
+                    decl.dtype.size(),
+                    e.tensor.dtype.safetensors_name()
+                ),
+                "re-save the checkpoint with torch.save on a little-endian machine",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

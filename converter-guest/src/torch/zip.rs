@@ -166,8 +166,9 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         Ok(Some(bytes))
     };
 
-    let version = small("version", 64)?
-        .or(small(".data/version", 64)?)
+    // torch reads `.data/version` in preference to `version`.
+    let version = small(".data/version", 64)?
+        .or(small("version", 64)?)
         .ok_or_else(|| corrupt("the archive has no version record"))?;
     let version_ok = std::str::from_utf8(&version)
         .ok()
@@ -446,6 +447,18 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
         }
         names.push(name);
         i = next;
+    }
+    // torch finds records with miniz's case-insensitive lookup, so names
+    // equal up to ASCII case are one record to torch and two to decant.
+    let mut folded = HashMap::new();
+    for name in &names {
+        if let Some(other) = folded.insert(name.to_ascii_lowercase(), name) {
+            return Err(corrupt(format!(
+                "zip entries {} and {} differ only in letter case (torch's record lookup ignores case)",
+                crate::error::printable(&String::from_utf8_lossy(other)),
+                crate::error::printable(&String::from_utf8_lossy(name))
+            )));
+        }
     }
     if names.len() as u64 != count {
         return Err(corrupt(format!(
