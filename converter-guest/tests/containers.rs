@@ -3,6 +3,8 @@
 //! time.
 
 mod common;
+#[path = "replay/torch.rs"]
+mod torch_replay;
 
 use common::*;
 use decant_abi::{Outcome, RefusalKind::*};

@@ -26,9 +26,12 @@ pub enum Global {
     /// `torch._tensor._rebuild_from_type_v2` (tensors carrying Python
     /// attributes).
     RebuildFromTypeV2,
-    /// `torch.Tensor` / `torch.nn.parameter.Parameter`, only as the type
-    /// argument of `_rebuild_from_type_v2`.
+    /// `torch.Tensor`, only as the type argument of `_rebuild_from_type_v2`.
     TensorClass,
+    /// `torch.nn.parameter.Parameter`: the type argument of
+    /// `_rebuild_from_type_v2`, or called as `Parameter(data[,
+    /// requires_grad])` (how torch 0.4 pickled parameters).
+    ParameterClass,
     /// `collections.OrderedDict`.
     OrderedDict,
     /// `torch.Size`.
@@ -55,7 +58,10 @@ impl Global {
     pub fn value_type_name(self) -> &'static str {
         match self {
             Global::Dtype(_) | Global::OtherDtype(_) => "torch.dtype",
-            Global::StorageClass { .. } | Global::TensorClass | Global::OrderedDict => "type",
+            Global::StorageClass { .. }
+            | Global::TensorClass
+            | Global::ParameterClass
+            | Global::OrderedDict => "type",
             _ => "function",
         }
     }
@@ -83,7 +89,8 @@ pub fn resolve(module: &str, name: &str, at: &str) -> Result<Option<Global>, Ref
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
-        ("torch", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorClass,
+        ("torch", "Tensor") => Global::TensorClass,
+        ("torch.nn.parameter", "Parameter") => Global::ParameterClass,
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch", "Size") => Global::TorchSize,
         ("torch", "device") => Global::TorchDevice,

@@ -38,13 +38,54 @@ const MAX_LINE: u64 = 1 << 20;
 /// Attributes of `collections.OrderedDict` (`dir(OrderedDict)`, CPython
 /// 3.11). BUILD state naming one of them would shadow it on the instance.
 const ORDERED_DICT_ATTRIBUTES: &[&str] = &[
-    "__class__", "__class_getitem__", "__contains__", "__delattr__", "__delitem__", "__dict__",
-    "__dir__", "__doc__", "__eq__", "__format__", "__ge__", "__getattribute__", "__getitem__",
-    "__getstate__", "__gt__", "__hash__", "__init__", "__init_subclass__", "__ior__", "__iter__",
-    "__le__", "__len__", "__lt__", "__ne__", "__new__", "__or__", "__reduce__", "__reduce_ex__",
-    "__repr__", "__reversed__", "__ror__", "__setattr__", "__setitem__", "__sizeof__", "__str__",
-    "__subclasshook__", "clear", "copy", "fromkeys", "get", "items", "keys", "move_to_end", "pop",
-    "popitem", "setdefault", "update", "values",
+    "__class__",
+    "__class_getitem__",
+    "__contains__",
+    "__delattr__",
+    "__delitem__",
+    "__dict__",
+    "__dir__",
+    "__doc__",
+    "__eq__",
+    "__format__",
+    "__ge__",
+    "__getattribute__",
+    "__getitem__",
+    "__getstate__",
+    "__gt__",
+    "__hash__",
+    "__init__",
+    "__init_subclass__",
+    "__ior__",
+    "__iter__",
+    "__le__",
+    "__len__",
+    "__lt__",
+    "__ne__",
+    "__new__",
+    "__or__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__repr__",
+    "__reversed__",
+    "__ror__",
+    "__setattr__",
+    "__setitem__",
+    "__sizeof__",
+    "__str__",
+    "__subclasshook__",
+    "clear",
+    "copy",
+    "fromkeys",
+    "get",
+    "items",
+    "keys",
+    "move_to_end",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "values",
 ];
 
 /// Data descriptors of `torch.nn.Parameter` and its bases (torch 2.15.0:
@@ -55,14 +96,58 @@ const ORDERED_DICT_ATTRIBUTES: &[&str] = &[
 /// its storage) or fails. Any other name only lands in the tensor's
 /// `__dict__` and leaves the values alone.
 const TENSOR_DATA_DESCRIPTORS: &[&str] = &[
-    "H", "T", "__class__", "__cuda_array_interface__", "__dict__", "__weakref__",
-    "_backward_hooks", "_base", "_cdata", "_grad", "_grad_fn", "_has_grad_dtype_override",
-    "_has_symbolic_sizes_strides", "_post_accumulate_grad_hooks", "_python_dispatch", "_version",
-    "data", "device", "dtype", "grad", "grad_dtype", "grad_fn", "imag", "is_cpu", "is_cuda",
-    "is_ipu", "is_leaf", "is_maia", "is_meta", "is_mkldnn", "is_mps", "is_mtia", "is_nested",
-    "is_quantized", "is_sparse", "is_sparse_csr", "is_vulkan", "is_xla", "is_xpu", "itemsize",
-    "layout", "mH", "mT", "name", "nbytes", "ndim", "output_nr", "real", "requires_grad",
-    "retains_grad", "shape", "volatile",
+    "H",
+    "T",
+    "__class__",
+    "__cuda_array_interface__",
+    "__dict__",
+    "__weakref__",
+    "_backward_hooks",
+    "_base",
+    "_cdata",
+    "_grad",
+    "_grad_fn",
+    "_has_grad_dtype_override",
+    "_has_symbolic_sizes_strides",
+    "_post_accumulate_grad_hooks",
+    "_python_dispatch",
+    "_version",
+    "data",
+    "device",
+    "dtype",
+    "grad",
+    "grad_dtype",
+    "grad_fn",
+    "imag",
+    "is_cpu",
+    "is_cuda",
+    "is_ipu",
+    "is_leaf",
+    "is_maia",
+    "is_meta",
+    "is_mkldnn",
+    "is_mps",
+    "is_mtia",
+    "is_nested",
+    "is_quantized",
+    "is_sparse",
+    "is_sparse_csr",
+    "is_vulkan",
+    "is_xla",
+    "is_xpu",
+    "itemsize",
+    "layout",
+    "mH",
+    "mT",
+    "name",
+    "nbytes",
+    "ndim",
+    "output_nr",
+    "real",
+    "requires_grad",
+    "retains_grad",
+    "shape",
+    "volatile",
 ];
 
 /// The opcodes of protocol 0, the text protocol.
@@ -947,7 +1032,9 @@ impl Run<'_, '_> {
     fn new_object(&mut self, cls: Value, args: Value, pos: u64) -> Result<Value> {
         let no_args = self.m.heap.tuple(args).is_some_and(<[Value]>::is_empty);
         match self.m.heap.obj(cls) {
-            Some(Obj::Global(Global::OrderedDict | Global::Set | Global::Bytearray)) if !no_args => {
+            Some(Obj::Global(Global::OrderedDict | Global::Set | Global::Bytearray))
+                if !no_args =>
+            {
                 Err(unsupported(
                     format!(
                         "NEWOBJ at {} passes arguments that {}.__new__ ignores",
@@ -1047,7 +1134,7 @@ impl Run<'_, '_> {
                 self.arity("_rebuild_from_type_v2", &a, &[4], pos)?;
                 if !matches!(
                     self.m.heap.obj(a[1]),
-                    Some(Obj::Global(Global::TensorClass))
+                    Some(Obj::Global(Global::TensorClass | Global::ParameterClass))
                 ) {
                     return Err(unsupported(
                         format!("tensor subclass at {}", self.at(pos)),
@@ -1145,6 +1232,15 @@ impl Run<'_, '_> {
                     }
                 };
                 Ok(self.alloc(Obj::Bytes(bytes)))
+            }
+            Global::ParameterClass => {
+                // `Parameter(data, requires_grad=True)`; without data it
+                // would be an empty tensor torch.save never writes.
+                self.arity("torch.nn.parameter.Parameter", &a, &[1, 2], pos)?;
+                self.expect_tensor(a[0], "torch.nn.parameter.Parameter", pos)?;
+                let requires_grad = a.get(1).copied().unwrap_or(Value::Bool(true));
+                self.check_requires_grad(a[0], requires_grad, "torch.nn.parameter.Parameter", pos)?;
+                Ok(a[0])
             }
             Global::TensorClass
             | Global::StorageClass { .. }

@@ -1152,7 +1152,11 @@ fn build_on_a_plain_dict_refused() {
         .op(op::EMPTY_DICT)
         .op(op::BUILD)
         .stop();
-    refuse(&p.b, Unsupported, "BUILD at byte 2 of data.pkl sets state on a dict");
+    refuse(
+        &p.b,
+        Unsupported,
+        "BUILD at byte 2 of data.pkl sets state on a dict",
+    );
 }
 
 #[test]
