@@ -9,8 +9,11 @@
 //! which for allowlisted names renames `__builtin__` alone), but a refusal
 //! names what would run.
 
+/// A `(module, name)` pair.
+type Name = (&'static str, &'static str);
+
 /// `(module, name)` -> `(module, name)`.
-const NAME_MAPPING: &[((&str, &str), (&str, &str))] = &[
+const NAME_MAPPING: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),
         ("collections", "UserDict"),

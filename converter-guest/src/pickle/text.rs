@@ -65,7 +65,7 @@ pub fn raw_unicode_escape(line: &[u8]) -> Option<String> {
     let mut backslashes = 0usize;
     while i < line.len() {
         let c = line[i];
-        let escape = c == b'\\' && backslashes % 2 == 0;
+        let escape = c == b'\\' && backslashes.is_multiple_of(2);
         backslashes = if c == b'\\' { backslashes + 1 } else { 0 };
         if escape && matches!(line.get(i + 1), Some(b'u' | b'U')) {
             backslashes = 0;

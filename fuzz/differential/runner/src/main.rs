@@ -49,7 +49,9 @@ impl Sink for CappedSink {
     fn write(&mut self, bytes: &[u8]) -> GuestResult<()> {
         if self.out.len() as u64 + bytes.len() as u64 > OUTPUT_CAP {
             self.hit_cap = true;
-            return Err(converter_guest::error::limit("differential runner output cap"));
+            return Err(converter_guest::error::limit(
+                "differential runner output cap",
+            ));
         }
         self.out.extend_from_slice(bytes);
         Ok(())
@@ -62,7 +64,10 @@ fn main() {
     for line in stdin.lock().lines() {
         let Ok(path) = line else { break };
         let answer = run_case(&path);
-        if writeln!(stdout, "{answer}").and_then(|_| stdout.flush()).is_err() {
+        if writeln!(stdout, "{answer}")
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
             break;
         }
     }
