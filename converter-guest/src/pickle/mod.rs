@@ -585,7 +585,11 @@ impl Run<'_, '_> {
                     _ => self.input.u64()?,
                 };
                 let bytes = self.input.bytes(n)?;
-                let v = self.alloc(Obj::Bytes(bytes));
+                let v = self.alloc(if code == op::BYTEARRAY8 {
+                    Obj::ByteArray(bytes)
+                } else {
+                    Obj::Bytes(bytes)
+                });
                 self.push(v);
             }
             op::NEXT_BUFFER | op::READONLY_BUFFER => {
@@ -661,7 +665,12 @@ impl Run<'_, '_> {
                 let target = self.top(pos)?;
                 match target {
                     Value::Obj(id) => match self.m.heap.get_mut(id) {
-                        Obj::Set(s) => s.extend(items),
+                        Obj::Set(_) => {
+                            self.check_hashable(&items, "set element", pos)?;
+                            if let Obj::Set(s) = self.m.heap.get_mut(id) {
+                                s.extend(items)
+                            }
+                        }
                         _ => return Err(self.bad_target("ADDITEMS", target, pos)),
                     },
                     _ => return Err(self.bad_target("ADDITEMS", target, pos)),
@@ -669,7 +678,8 @@ impl Run<'_, '_> {
             }
             op::FROZENSET => {
                 let items = self.pop_mark(pos)?;
-                let v = self.alloc(Obj::Set(items));
+                self.check_hashable(&items, "frozenset element", pos)?;
+                let v = self.alloc(Obj::FrozenSet(items));
                 self.push(v);
             }
             op::GET => {
@@ -904,6 +914,8 @@ impl Run<'_, '_> {
                 self.at(pos)
             )));
         }
+        let key_values: Vec<Value> = items.iter().step_by(2).copied().collect();
+        self.check_hashable(&key_values, "dict key", pos)?;
         let keys: Vec<Key> = items.chunks(2).map(|kv| self.m.heap.key(kv[0])).collect();
         if let Value::Obj(id) = target {
             if let Obj::Dict(d) = self.m.heap.get_mut(id) {
@@ -914,6 +926,20 @@ impl Run<'_, '_> {
             }
         }
         Err(self.bad_target("SETITEM", target, pos))
+    }
+
+    /// Python fails to put an unhashable value in a dict or set; so does
+    /// torch's load, so decant refuses the file too.
+    fn check_hashable(&self, values: &[Value], what: &str, pos: u64) -> Result<()> {
+        for &v in values {
+            if let Some(t) = self.m.heap.unhashable(v) {
+                return Err(corrupt(format!(
+                    "{what} at {} is unhashable ({t}): Python fails to load this pickle",
+                    self.at(pos)
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn global(&mut self, module: &[u8], name: &[u8], pos: u64) -> Result<Value> {
@@ -1048,7 +1074,25 @@ impl Run<'_, '_> {
                     "torch.save never writes this; the file was crafted",
                 ))
             }
-            _ => self.call(cls, args, pos),
+            // Classes whose `__new__` builds what a call would.
+            Some(Obj::Global(
+                Global::OrderedDict
+                | Global::Set
+                | Global::Bytearray
+                | Global::ParameterClass
+                | Global::TorchSize
+                | Global::TorchDevice,
+            )) => self.call(cls, args, pos),
+            // torch calls `cls.__new__(cls, *args)`, which fails for the
+            // rebuild functions, dtypes and storage classes.
+            _ => Err(unsupported(
+                format!(
+                    "NEWOBJ at {} on a {}, which torch cannot instantiate this way",
+                    self.at(pos),
+                    self.type_name_of(cls)
+                ),
+                "torch.save never writes this; the file was crafted",
+            )),
         }
     }
 
@@ -1114,6 +1158,14 @@ impl Run<'_, '_> {
                 };
                 let t = self.rebuild_tensor(&a[..4], Some(dtype), pos)?;
                 self.check_requires_grad(t, a[4], "_rebuild_tensor_v3", pos)?;
+                // torch creates the tensor with requires_grad and then calls
+                // set_ on it, which fails for a leaf that requires grad.
+                if a[4] == Value::Bool(true) {
+                    return Err(corrupt(format!(
+                        "_rebuild_tensor_v3 at {}: requires_grad=True (torch refuses to load it: set_ on a leaf that requires grad)",
+                        self.at(pos)
+                    )));
+                }
                 Ok(t)
             }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
@@ -1176,7 +1228,7 @@ impl Run<'_, '_> {
                 Ok(self.alloc(Obj::Tuple(items)))
             }
             Global::TorchDevice => {
-                self.arity("torch.device", &a, &[1, 2], pos)?;
+                self.check_device(&a, pos)?;
                 Ok(self.alloc(Obj::Opaque("torch.device")))
             }
             Global::CodecsEncode => {
@@ -1208,7 +1260,9 @@ impl Run<'_, '_> {
                 let items = match a.first() {
                     None => Vec::new(),
                     Some(&v) => match self.m.heap.obj(v) {
-                        Some(Obj::List(l) | Obj::Tuple(l) | Obj::Set(l)) => l.clone(),
+                        Some(Obj::List(l) | Obj::Tuple(l) | Obj::Set(l) | Obj::FrozenSet(l)) => {
+                            l.clone()
+                        }
                         _ => {
                             return Err(corrupt(format!(
                                 "set at {} built from a non-sequence",
@@ -1217,13 +1271,14 @@ impl Run<'_, '_> {
                         }
                     },
                 };
+                self.check_hashable(&items, "set element", pos)?;
                 Ok(self.alloc(Obj::Set(items)))
             }
             Global::Bytearray => {
                 self.arity("bytearray", &a, &[0, 1], pos)?;
                 let bytes = match a.first().map(|&v| self.m.heap.obj(v)) {
                     None => Vec::new(),
-                    Some(Some(Obj::Bytes(b))) => b.clone(),
+                    Some(Some(Obj::Bytes(b) | Obj::ByteArray(b))) => b.clone(),
                     _ => {
                         return Err(corrupt(format!(
                             "bytearray at {} built from a non-bytes value",
@@ -1231,7 +1286,7 @@ impl Run<'_, '_> {
                         )))
                     }
                 };
-                Ok(self.alloc(Obj::Bytes(bytes)))
+                Ok(self.alloc(Obj::ByteArray(bytes)))
             }
             Global::ParameterClass => {
                 // `Parameter(data, requires_grad=True)`; without data it
@@ -1347,6 +1402,44 @@ impl Run<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// `torch.device(...)` is dropped as a value, but torch fails the load
+    /// on an invalid device, so only forms torch 2.15 accepts are read:
+    /// `"type"` or `"type:N"`, or `("type", N)`, for common device types,
+    /// with an index torch keeps (it stores it in 8 bits: `cuda:128` becomes
+    /// `cuda:-128`).
+    fn check_device(&self, a: &[Value], pos: u64) -> Result<()> {
+        const TYPES: &[&str] = &["cpu", "cuda", "meta", "mps", "xpu", "hpu", "xla", "mtia"];
+        let index_ok = |i: &str| {
+            text::is_canonical_decimal(i.as_bytes())
+                && !i.starts_with('-')
+                && i.parse::<u8>().is_ok_and(|n| n < 128)
+        };
+        let ok = match a {
+            [spec] => self
+                .m
+                .heap
+                .str(*spec)
+                .is_some_and(|s| match s.split_once(':') {
+                    None => TYPES.contains(&s),
+                    Some((t, i)) => TYPES.contains(&t) && index_ok(i),
+                }),
+            [spec, Value::Int(i)] => self
+                .m
+                .heap
+                .str(*spec)
+                .is_some_and(|s| TYPES.contains(&s) && (0..128).contains(i)),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(unsupported(
+                format!("torch.device at {} with arguments decant does not read", self.at(pos)),
+                "torch.save writes devices as torch.device(\"cuda:0\"); other forms may fail torch's load",
+            ))
+        }
     }
 
     /// `OrderedDict(x)`: a dict's entries, or a list or tuple of 2-item
@@ -1537,6 +1630,17 @@ impl Run<'_, '_> {
                 )))
             }
         };
+        if untyped && self.m.pid_style == PidStyle::Legacy {
+            // torch's legacy loader reads `storage_type.dtype`, which the
+            // untyped storage class lacks: torch 2.15 cannot load such files.
+            return Err(unsupported(
+                format!(
+                    "legacy-format storage of type torch.storage.UntypedStorage at {}",
+                    self.at(pos)
+                ),
+                "torch cannot load legacy-format files with untyped storages either; re-save in the zip format",
+            ));
+        }
         let key = self.storage_key(items[2], pos)?;
         if self.m.heap.str(items[3]).is_none() {
             return Err(corrupt(format!(

@@ -219,6 +219,8 @@ fn repr(h: &Heap, v: Value) -> String {
             Obj::Tuple(t) => format!("({})", seq(h, t)),
             Obj::List(l) => format!("[{}]", seq(h, l)),
             Obj::Set(s) => format!("set([{}])", seq(h, s)),
+            Obj::FrozenSet(s) => format!("frozenset([{}])", seq(h, s)),
+            Obj::ByteArray(b) => format!("bytearray({})", hexs(b)),
             Obj::Dict(d) => format!(
                 "{{{}}}",
                 d.entries
@@ -650,7 +652,7 @@ fn additems_on_a_list_refused() {
         .op(op::FROZENSET)
         .op(op::TUPLE2)
         .stop();
-    assert_eq!(loads(&p.b), "(set([1, 2]), set([3]))");
+    assert_eq!(loads(&p.b), "(set([1, 2]), frozenset([3]))");
 }
 
 #[test]

@@ -137,6 +137,11 @@ pub enum Obj {
     List(Vec<Value>),
     Dict(Dict),
     Set(Vec<Value>),
+    /// A `frozenset` (the FROZENSET opcode): hashable, unlike a set.
+    FrozenSet(Vec<Value>),
+    /// A `bytearray` (BYTEARRAY8, `builtins.bytearray`): unhashable,
+    /// unlike bytes.
+    ByteArray(Vec<u8>),
     Global(Global),
     Storage(StorageRef),
     Tensor(TensorDesc),
@@ -204,6 +209,32 @@ impl Heap {
         }
     }
 
+    /// Whether Python could use `v` as a dict key or set element: lists,
+    /// dicts, sets and bytearrays cannot, nor tuples holding one (Python
+    /// raises `TypeError: unhashable type`). Returns the offending type.
+    pub fn unhashable(&self, v: Value) -> Option<&'static str> {
+        // Each object once: tuples can share members (a memo bomb of
+        // nested tuples must not take exponential time).
+        let mut seen = std::collections::HashSet::new();
+        let mut pending = vec![v];
+        while let Some(v) = pending.pop() {
+            if let Value::Obj(id) = v {
+                if !seen.insert(id) {
+                    continue;
+                }
+            }
+            match self.obj(v) {
+                Some(Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_)) => {
+                    return Some(self.type_name(v))
+                }
+                Some(Obj::Tuple(items)) => pending.extend_from_slice(items),
+                Some(Obj::FrozenSet(items)) => pending.extend_from_slice(items),
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// A short Python-ish type name, for reports and messages.
     pub fn type_name(&self, v: Value) -> &'static str {
         match v {
@@ -219,6 +250,8 @@ impl Heap {
                 Obj::List(_) => "list",
                 Obj::Dict(_) => "dict",
                 Obj::Set(_) => "set",
+                Obj::FrozenSet(_) => "frozenset",
+                Obj::ByteArray(_) => "bytearray",
                 Obj::Global(g) => g.value_type_name(),
                 Obj::Storage(_) => "torch.storage",
                 Obj::Tensor(_) => "tensor",

@@ -81,7 +81,7 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
 
     let mut entries: Vec<Entry> = Vec::new();
     let mut dropped: Vec<Dropped> = Vec::new();
-    flatten(heap, selected, "", 0, &mut entries, &mut dropped)?;
+    flatten(heap, selected, None, 0, &mut entries, &mut dropped)?;
     if parsed.big_endian {
         check_byteswap_units(parsed, &entries)?;
     }
@@ -230,10 +230,12 @@ fn key_text(heap: &Heap, k: Value) -> Result<String> {
     }
 }
 
+/// `prefix` is the dotted name of `dict`, `None` at the top: a nested dict
+/// under the key `""` names its entries `.x`, as joining with `.` does.
 fn flatten(
     heap: &Heap,
     dict: Value,
-    prefix: &str,
+    prefix: Option<&str>,
     depth: usize,
     entries: &mut Vec<Entry>,
     dropped: &mut Vec<Dropped>,
@@ -241,7 +243,7 @@ fn flatten(
     if depth > MAX_DEPTH {
         return Err(limit(format!(
             "dicts nested deeper than {MAX_DEPTH} levels (or a dict that contains itself) under {}",
-            printable(prefix)
+            printable(prefix.unwrap_or_default())
         )));
     }
     let Some(Obj::Dict(d)) = heap.obj(dict) else {
@@ -254,17 +256,16 @@ fn flatten(
             )));
         }
         let key = key_text(heap, k)?;
-        let name = if prefix.is_empty() {
-            key
-        } else {
-            format!("{prefix}.{key}")
+        let name = match prefix {
+            None => key,
+            Some(prefix) => format!("{prefix}.{key}"),
         };
         match heap.obj(v) {
             Some(Obj::Tensor(t)) => entries.push(Entry {
                 name,
                 tensor: t.clone(),
             }),
-            Some(Obj::Dict(_)) => flatten(heap, v, &name, depth + 1, entries, dropped)?,
+            Some(Obj::Dict(_)) => flatten(heap, v, Some(&name), depth + 1, entries, dropped)?,
             _ => dropped.push(Dropped {
                 name,
                 kind: heap.type_name(v).to_string(),

@@ -93,6 +93,7 @@ fn run_case(path: &str) -> Value {
             v["path"] = json!(path);
             v["result"] = json!("converted");
             v["format"] = json!(report.format);
+            v["byteorder"] = json!(report.byteorder);
             v["protocol"] = json!(report.pickle_protocol);
             v["dropped"] = json!(report.dropped.iter().map(|d| &d.name).collect::<Vec<_>>());
             v["dropped_total"] = json!(report.dropped_total);
