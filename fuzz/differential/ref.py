@@ -231,7 +231,9 @@ def describe(obj, mode):
     # aliases
     groups = {}
     for name, t in tensors:
-        if t.untyped_storage().nbytes() > 0:
+        # torch reports a null data_ptr() for every empty tensor: tensors
+        # without elements never alias (docs/SEMANTICS.md).
+        if t.untyped_storage().nbytes() > 0 and t.numel() > 0:
             key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype)
             groups.setdefault(key, []).append(name)
     aliases = {}

@@ -114,7 +114,9 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
     let mut groups: BTreeMap<AliasKey, Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         let t = &e.tensor;
-        if t.storage.nbytes == 0 {
+        // Nothing to share without elements (and torch reports a null
+        // data pointer for every empty tensor, whatever its storage).
+        if t.storage.nbytes == 0 || t.numel() == 0 {
             continue;
         }
         let key = AliasKey {
@@ -173,13 +175,31 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
 /// whose dtype has another size than its typed storage's elements would
 /// come out of torch with bytes swapped in the wrong units; decant swaps by
 /// the tensor's dtype, so the two readings differ and the file is refused.
-/// Untyped storages (every `_rebuild_tensor_v3` dtype) are the documented
-/// exception: torch never swaps them, which loses what was saved, and
-/// decant swaps them by the tensor's dtype (docs/SEMANTICS.md).
+/// Untyped storages holding uint16/32/64 (how torch.save writes those
+/// dtypes) are the documented exception: torch never swaps them, which
+/// loses what was saved, and decant swaps them by the tensor's dtype
+/// (docs/SEMANTICS.md); any other multi-byte dtype on an untyped storage is
+/// crafted and refused.
 fn check_byteswap_units(parsed: &Parsed, entries: &[Entry]) -> Result<()> {
+    use crate::dtype::DType;
     for e in entries {
         let decl = &parsed.machine.storages.decls[e.tensor.storage.decl];
-        if !decl.untyped && decl.dtype.size() != e.tensor.dtype.size() {
+        let size = e.tensor.dtype.size();
+        // torch.save writes untyped storages only for the dtypes without a
+        // storage class; a float32 or int64 on one is crafted, and torch
+        // would leave it unswapped: two readings.
+        let saved_untyped = matches!(e.tensor.dtype, DType::U16 | DType::U32 | DType::U64);
+        if decl.untyped && size > 1 && !saved_untyped {
+            return Err(unsupported(
+                format!(
+                    "tensor {} is a big-endian {} on an untyped storage, which torch would not byteswap",
+                    printable(&e.name),
+                    e.tensor.dtype.safetensors_name()
+                ),
+                "torch.save writes such tensors with a typed storage; re-save the checkpoint with torch.save on a little-endian machine",
+            ));
+        }
+        if !decl.untyped && decl.dtype.size() != size {
             return Err(unsupported(
                 format!(
                     "tensor {} views a big-endian {}-byte storage as {}: torch swaps the bytes in units of the storage's elements, not the tensor's",
