@@ -213,22 +213,28 @@ impl Heap {
     /// dicts, sets and bytearrays cannot, nor tuples holding one (Python
     /// raises `TypeError: unhashable type`). Returns the offending type.
     pub fn unhashable(&self, v: Value) -> Option<&'static str> {
+        // Scalars and strings first, without allocating: keys and set
+        // elements are checked one by one, often by the thousand.
+        let members = match self.obj(v) {
+            Some(Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_)) => {
+                return Some(self.type_name(v))
+            }
+            Some(Obj::Tuple(items) | Obj::FrozenSet(items)) => items,
+            _ => return None,
+        };
         // Each object once: tuples can share members (a memo bomb of
         // nested tuples must not take exponential time).
         let mut seen = std::collections::HashSet::new();
-        let mut pending = vec![v];
+        let mut pending = members.to_vec();
         while let Some(v) = pending.pop() {
-            if let Value::Obj(id) = v {
-                if !seen.insert(id) {
-                    continue;
-                }
-            }
-            match self.obj(v) {
-                Some(Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_)) => {
+            let Value::Obj(id) = v else { continue };
+            match self.get(id) {
+                Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_) => {
                     return Some(self.type_name(v))
                 }
-                Some(Obj::Tuple(items)) => pending.extend_from_slice(items),
-                Some(Obj::FrozenSet(items)) => pending.extend_from_slice(items),
+                Obj::Tuple(items) | Obj::FrozenSet(items) if seen.insert(id) => {
+                    pending.extend_from_slice(items)
+                }
                 _ => {}
             }
         }
