@@ -32,6 +32,8 @@ pub enum PidStyle {
 
 /// Most tensor dimensions accepted (torch's own limit is 64 too).
 const MAX_DIMS: usize = 64;
+/// How far a memo index may run ahead of the entries written so far.
+const MEMO_SLACK: u64 = 256;
 /// Longest text line a protocol-0 opcode may have.
 const MAX_LINE: u64 = 1 << 20;
 
@@ -178,6 +180,11 @@ pub struct Machine {
     /// Every global the checkpoint resolved, as `module.name`.
     pub globals: BTreeSet<String>,
     pid_style: PidStyle,
+    /// Whether storage references (BINPERSID) may appear in the pickle run
+    /// next: torch reads the legacy format's magic, protocol, sys_info and
+    /// key-list pickles without a persistent_load, so a reference there
+    /// fails its load.
+    pub persistent_ids: bool,
 }
 
 /// The result of running one pickle.
@@ -196,6 +203,7 @@ impl Machine {
             storages: Storages::default(),
             globals: BTreeSet::new(),
             pid_style,
+            persistent_ids: true,
         }
     }
 
@@ -414,6 +422,20 @@ impl Run<'_, '_> {
     }
 
     fn memo_put(&mut self, key: u64, pos: u64) -> Result<()> {
+        // Picklers number memo entries 0, 1, 2, ... (Python 2's cPickle from
+        // 1). CPython's unpickler keeps the memo as an array, so an index far
+        // beyond it costs memory for every index below, and fails with
+        // MemoryError or OverflowError depending on the machine.
+        if key > self.memo.len() as u64 + MEMO_SLACK && !self.memo.contains_key(&key) {
+            return Err(unsupported(
+                format!(
+                    "memo index {key} at {} is far beyond the {} entries written so far",
+                    self.at(pos),
+                    self.memo.len()
+                ),
+                "picklers number memo entries in order; whether CPython can load this depends on its memory",
+            ));
+        }
         let v = self.top(pos)?;
         self.memo.insert(key, v);
         Ok(())
@@ -1387,7 +1409,12 @@ impl Run<'_, '_> {
             };
             for &(k, _) in &d.entries {
                 match self.m.heap.str(k) {
-                    Some(name) if !TENSOR_DATA_DESCRIPTORS.contains(&name) => {}
+                    // Dunder names also reach protocols other code looks up
+                    // on the instance (numpy's __array_interface__ is read
+                    // before the tensor's own data).
+                    Some(name)
+                        if !TENSOR_DATA_DESCRIPTORS.contains(&name)
+                            && !(name.starts_with("__") && name.ends_with("__")) => {}
                     _ => {
                         return Err(unsupported(
                             format!(
@@ -1584,6 +1611,12 @@ impl Run<'_, '_> {
     }
 
     fn persistent_load(&mut self, pid: Value, pos: u64) -> Result<Value> {
+        if !self.m.persistent_ids {
+            return Err(corrupt(format!(
+                "storage reference at {} outside the checkpoint's main pickle (torch reads this pickle without storage references and fails)",
+                self.at(pos)
+            )));
+        }
         let Some(items) = self.m.heap.tuple(pid).map(<[Value]>::to_vec) else {
             return Err(corrupt(format!(
                 "persistent id at {} is a {}, not a tuple",

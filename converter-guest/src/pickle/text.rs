@@ -117,7 +117,12 @@ pub fn canonical_float(s: &[u8]) -> Option<f64> {
     if !ok {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse::<f64>().ok()
+    // CPython raises OverflowError where Rust rounds to infinity.
+    std::str::from_utf8(s)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
 }
 
 /// A decimal integer literal as little-endian two's complement bytes
@@ -128,7 +133,9 @@ pub fn decimal_to_le(digits: &[u8]) -> Option<Vec<u8>> {
         Some((b'+', rest)) => (false, rest),
         _ => (false, digits),
     };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || digits.len() > 10_000 {
+    // CPython refuses to convert more digits than this (sys.int_info's
+    // default_max_str_digits).
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || digits.len() > 4300 {
         return None;
     }
     // Magnitude in base 256, little-endian.

@@ -16,6 +16,7 @@ const PROTOCOL_VERSION: i64 = 1001;
 pub fn parse(src: &dyn Source) -> Result<Parsed> {
     let end = src.len();
     let mut m = Machine::new(PidStyle::Legacy);
+    m.persistent_ids = false;
 
     let magic = m.load(src, 0, end, "").map_err(|refusal| {
         // Without a PROTO header (protocols 0 and 1) any file whose first
@@ -50,7 +51,9 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     if !matches!(m.heap.obj(sys_info.value), Some(Obj::Dict(_))) {
         return Err(corrupt("legacy sys_info is not a dict"));
     }
+    m.persistent_ids = true;
     let main = m.load(src, sys_info.end, end, "")?;
+    m.persistent_ids = false;
     let keys = m.load(src, main.end, end, "")?;
     let key_list: Vec<String> = match m.heap.obj(keys.value) {
         Some(Obj::List(items)) => items

@@ -36,6 +36,18 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     }
     let eocd = check_no_trailing_bytes(src)?;
     let directory = central_directory(src, eocd)?;
+    // Named first: a TorchScript archive also breaks rules below
+    // (compressed code records), which would hide what it is.
+    if directory.names.iter().any(|n| {
+        n.splitn(2, |&c| c == b'/')
+            .nth(1)
+            .is_some_and(|rest| rest == b"constants.pkl" || rest.starts_with(b"code/"))
+    }) {
+        return Err(unsupported(
+            "TorchScript archive (torch.jit.save), not a torch.save checkpoint",
+            "load it with torch.jit.load and save its state_dict() with torch.save",
+        ));
+    }
     if directory.names.len() != archive.len() {
         return Err(corrupt(format!(
             "the central directory lists {} entries but only {} distinct names",
@@ -88,7 +100,21 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         let data_start = entry
             .data_start()
             .ok_or_else(|| corrupt(format!("zip entry {shown} has no data offset")))?;
-        let cd_flags = directory.flags.get(entry.name_raw()).copied().unwrap_or(0);
+        // The crate's name, offset and sizes must be the ones torch reads.
+        let raw = directory.entries.get(entry.name_raw()).ok_or_else(|| {
+            corrupt(format!(
+                "zip entry {shown}: the zip library reads a name the central directory does not hold"
+            ))
+        })?;
+        if raw.header_start != entry.header_start()
+            || raw.size != entry.size()
+            || raw.compressed_size != entry.compressed_size()
+        {
+            return Err(corrupt(format!(
+                "zip entry {shown}: the zip library reads another offset or size than the central directory says"
+            )));
+        }
+        let cd_flags = raw.flags;
         check_local_header(
             src,
             entry.header_start(),
@@ -184,6 +210,24 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
             ),
             "the archive was written by an unknown tool or altered",
         ));
+    }
+
+    // torch reads these two on every load: `int()` of the alignment, and
+    // the serialization id as a Python str.
+    if let Some(a) = small(".storage_alignment", 64)? {
+        if a.is_empty() || !a.iter().all(u8::is_ascii_digit) {
+            return Err(corrupt(format!(
+                ".storage_alignment record \"{}\" is not a decimal number (torch fails on it)",
+                crate::error::printable(&String::from_utf8_lossy(&a))
+            )));
+        }
+    }
+    if let Some(id) = small(".data/serialization_id", 4096)? {
+        if std::str::from_utf8(&id).is_err() {
+            return Err(corrupt(
+                ".data/serialization_id is not UTF-8 (torch fails on it)",
+            ));
+        }
     }
 
     let big_endian = match small("byteorder", 64)?.as_deref() {
@@ -352,10 +396,30 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 /// crate (which keeps one entry per name and would hide a duplicate).
 struct Directory {
     names: Vec<Vec<u8>>,
-    flags: HashMap<Vec<u8>, u16>,
+    entries: HashMap<Vec<u8>, RawEntry>,
     /// Offset of the first central directory record.
     start: u64,
 }
+
+/// A central directory record as torch's reader (miniz) takes it: the
+/// 32-bit fields, replaced by the ZIP64 extra field only where they are
+/// 0xFFFFFFFF. The `zip` crate reads some records otherwise (it renames an
+/// entry after a Unicode Path extra field, and lets a ZIP64 field override
+/// offsets that are not 0xFFFFFFFF), so what it says is checked against this.
+struct RawEntry {
+    flags: u16,
+    size: u64,
+    compressed_size: u64,
+    header_start: u64,
+}
+
+/// Longest entry name torch reads: `PyTorchStreamReader` copies names into
+/// a 512-byte buffer, so a longer root is cut and the archive refused.
+const MAX_NAME: usize = 510;
+const FLAG_ENCRYPTED_DIRECTORY: u16 = 0x2000;
+/// MS-DOS directory attribute in the external attributes: miniz treats such
+/// an entry as a directory and extracts nothing from it, whatever it stores.
+const DOS_DIRECTORY: u32 = 0x10;
 
 fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
     let e = src.read_vec(eocd, 22)?;
@@ -395,6 +459,18 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
                     u64_at(&r, 4)
                 )));
             }
+            // One disk, as torch writes it (miniz refuses other counts).
+            let one_disk = u32_at(&loc, 4) == 0
+                && u32_at(&loc, 16) == 1
+                && u32_at(&r, 16) == 0
+                && u32_at(&r, 20) == 0
+                && u64_at(&r, 24) == u64_at(&r, 32);
+            if !one_disk {
+                return Err(unsupported(
+                    "multi-disk zip archive (ZIP64 end records)",
+                    "torch writes single-file archives; the archive was altered",
+                ));
+            }
             let (c64, s64, o64) = (u64_at(&r, 32), u64_at(&r, 40), u64_at(&r, 48));
             let agrees = |classic: u64, wide: u64, max: u64| classic == max || classic == wide;
             if !(agrees(count, c64, 0xffff)
@@ -418,7 +494,7 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
     }
     let cd = src.read_vec(start, size)?;
     let mut names = Vec::new();
-    let mut flags = HashMap::new();
+    let mut entries = HashMap::new();
     let mut i = 0usize;
     while i < cd.len() {
         if cd.len() - i < 46 || !cd[i..].starts_with(b"PK\x01\x02") {
@@ -438,12 +514,10 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
             return Err(corrupt("central directory record runs past the directory"));
         }
         let name = cd[name_start..name_start + n].to_vec();
-        let f = u16_at(&cd, i + 8);
-        if flags.insert(name.clone(), f).is_some() {
-            return Err(corrupt(format!(
-                "duplicate zip entry {}",
-                crate::error::printable(&String::from_utf8_lossy(&name))
-            )));
+        let shown = crate::error::printable(&String::from_utf8_lossy(&name));
+        let raw = raw_entry(&cd[i..next], n, x, &shown)?;
+        if entries.insert(name.clone(), raw).is_some() {
+            return Err(corrupt(format!("duplicate zip entry {shown}")));
         }
         names.push(name);
         i = next;
@@ -468,8 +542,88 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
     }
     Ok(Directory {
         names,
-        flags,
+        entries,
         start,
+    })
+}
+
+/// Reads one central directory record (`rec`: header, name, extra,
+/// comment) the way torch's reader does, refusing what it would read
+/// differently from the `zip` crate or not at all.
+fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Result<RawEntry> {
+    let flags = u16_at(rec, 8);
+    if flags & FLAG_ENCRYPTED_DIRECTORY != 0 {
+        return Err(unsupported(
+            format!("zip entry {shown} is flagged as having an encrypted central directory"),
+            "torch never writes such entries; the archive was altered",
+        ));
+    }
+    let name = &rec[46..46 + name_len];
+    if name.len() > MAX_NAME {
+        return Err(corrupt(format!(
+            "zip entry name of {} bytes (torch reads at most {MAX_NAME})",
+            name.len()
+        )));
+    }
+    if name.ends_with(b"/") || u32_at(rec, 38) & DOS_DIRECTORY != 0 {
+        return Err(corrupt(format!(
+            "zip entry {shown} is marked as a directory (torch would read no data from it)"
+        )));
+    }
+    if u16_at(rec, 34) != 0 {
+        return Err(unsupported(
+            format!("zip entry {shown} starts on another disk"),
+            "torch writes single-file archives; the archive was altered",
+        ));
+    }
+    let mut size = u32_at(rec, 24) as u64;
+    let mut compressed_size = u32_at(rec, 20) as u64;
+    let mut header_start = u32_at(rec, 42) as u64;
+    let extra = &rec[46 + name_len..46 + name_len + extra_len];
+    let mut j = 0;
+    while j < extra.len() {
+        let field = extra
+            .get(j..j + 4)
+            .and_then(|h| {
+                let len = u16_at(h, 2) as usize;
+                extra.get(j + 4..j + 4 + len).map(|body| (u16_at(h, 0), body))
+            })
+            .ok_or_else(|| corrupt(format!("zip entry {shown} has a malformed extra field")))?;
+        match field {
+            // ZIP64: one u64 for each 32-bit field that is 0xFFFFFFFF, in
+            // this order, and nothing else (what miniz reads).
+            (0x0001, body) => {
+                let mut values = body.chunks_exact(8).map(|c| u64_at(c, 0));
+                let mut wide = |v: &mut u64| -> Result<()> {
+                    if *v == 0xffff_ffff {
+                        *v = values.next().ok_or_else(|| {
+                            corrupt(format!("zip entry {shown}: ZIP64 extra field too short"))
+                        })?;
+                    }
+                    Ok(())
+                };
+                wide(&mut size)?;
+                wide(&mut compressed_size)?;
+                wide(&mut header_start)?;
+                if !body.len().is_multiple_of(8) || values.next().is_some() {
+                    return Err(corrupt(format!(
+                        "zip entry {shown}: the ZIP64 extra field holds values for fields that are not 0xFFFFFFFF"
+                    )));
+                }
+            }
+            (id, _) => {
+                return Err(corrupt(format!(
+                    "zip entry {shown} carries an extra field 0x{id:04x} in the central directory (readers apply such fields differently)"
+                )))
+            }
+        }
+        j += 4 + field.1.len();
+    }
+    Ok(RawEntry {
+        flags,
+        size,
+        compressed_size,
+        header_start,
     })
 }
 
