@@ -73,7 +73,11 @@ fn is_tar(src: &dyn Source) -> bool {
         for &b in &field[1..] {
             n = (n << 8) + b as i128;
         }
-        Some(if field[0] == 0o377 { n - (1i128 << 56) } else { n })
+        Some(if field[0] == 0o377 {
+            n - (1i128 << 56)
+        } else {
+            n
+        })
     } else {
         let text = field.split(|&b| b == 0).next().unwrap_or(&[]);
         std::str::from_utf8(text).ok().and_then(|t| {

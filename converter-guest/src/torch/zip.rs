@@ -586,7 +586,9 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
             .get(j..j + 4)
             .and_then(|h| {
                 let len = u16_at(h, 2) as usize;
-                extra.get(j + 4..j + 4 + len).map(|body| (u16_at(h, 0), body))
+                extra
+                    .get(j + 4..j + 4 + len)
+                    .map(|body| (u16_at(h, 0), body))
             })
             .ok_or_else(|| corrupt(format!("zip entry {shown} has a malformed extra field")))?;
         match field {
