@@ -152,6 +152,15 @@ const TENSOR_DATA_DESCRIPTORS: &[&str] = &[
     "volatile",
 ];
 
+/// Whether `setattr(tensor, name, v)` only stores a Python attribute: not a
+/// data descriptor, and not a dunder name, which other code looks up on the
+/// instance as a protocol (numpy reads an instance's `__array_interface__`
+/// before the tensor's own data).
+fn is_inert_tensor_attribute(name: &str) -> bool {
+    let dunder = name.starts_with("__") && name.ends_with("__");
+    !dunder && !TENSOR_DATA_DESCRIPTORS.contains(&name)
+}
+
 /// The opcodes of protocol 0, the text protocol.
 const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
 
@@ -1409,12 +1418,7 @@ impl Run<'_, '_> {
             };
             for &(k, _) in &d.entries {
                 match self.m.heap.str(k) {
-                    // Dunder names also reach protocols other code looks up
-                    // on the instance (numpy's __array_interface__ is read
-                    // before the tensor's own data).
-                    Some(name)
-                        if !TENSOR_DATA_DESCRIPTORS.contains(&name)
-                            && !(name.starts_with("__") && name.ends_with("__")) => {}
+                    Some(name) if is_inert_tensor_attribute(name) => {}
                     _ => {
                         return Err(unsupported(
                             format!(
