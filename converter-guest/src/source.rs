@@ -80,6 +80,22 @@ impl Source for Vec<u8> {
     }
 }
 
+/// A byte slice as a sized [`Source`] (`[u8]` is unsized, so it cannot be
+/// a `&dyn Source`) whose reads are clamped to the host's `MAX_IO_CHUNK`,
+/// as the wasm glue's host reads are: native harnesses (fuzz targets, the
+/// differential runner) see the guest read in the same pieces.
+pub struct Chunked<'a>(pub &'a [u8]);
+
+impl Source for Chunked<'_> {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(decant_abi::MAX_IO_CHUNK as usize);
+        self.0.read_at(offset, &mut buf[..n])
+    }
+}
+
 /// `Read + Seek` over a [`Source`], for the `zip` crate.
 pub struct Cursor<'a, S: Source + ?Sized> {
     src: &'a S,

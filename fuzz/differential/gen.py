@@ -23,6 +23,7 @@ import pickletools
 import random
 import struct
 import zipfile
+import zlib
 
 OD = collections.OrderedDict
 
@@ -97,6 +98,9 @@ GLOBAL_POOL = [
     ("torch", "uint4"), ("torch", "int4"), ("torch", "bits16"), ("torch", "bcomplex32"),
     ("torch", "per_tensor_affine"), ("torch", "quint8"),
 ] + [("torch", d) for d in DTYPES] + [("torch", v[1]) for v in DTYPES.values() if v[1]]
+
+# tensor state names that are dunders (torch setattr()s them like any other) and near misses
+DUNDER_STATE = ["__array_interface__", "__torch_function__", "__foo__", "__array__", "__foo", "_foo_"]
 
 MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
 PROTOCOL_1001 = b"\x80\x02M\xe9\x03."
@@ -863,7 +867,15 @@ class Asm:
         items = []
         for _ in range(rng.choices([0, 1, 2, 3], [15, 50, 25, 10])[0]):
             k = rng.choices(["foo", "requires_grad", "_backward_hooks", "data", "real", "imag",
-                             "grad", "bar_tensor", "names"], [30, 10, 8, 12, 10, 4, 3, 6, 2])[0]
+                             "grad", "bar_tensor", "names", "dunder"], [30, 10, 8, 12, 10, 4, 3, 6, 2, 12])[0]
+            if k == "dunder":
+                # dunder names are looked up on the instance as protocols (numpy's
+                # __array_interface__); near misses ("__foo", "_foo_") are plain
+                k = rng.choices(DUNDER_STATE, [30, 20, 25, 8, 8, 9])[0]
+                if k in items:
+                    continue
+                if rng.random() < 0.6 and "foo" not in items:
+                    items.append("foo")   # next to a plain attribute
             items.append(k)
         tags.update("state:" + k for k in items)
         form = rng.choices(["dict", "tuple", "none_tuple", "empty", "bad_tuple"], [60, 20, 8, 8, 4])[0]
@@ -876,8 +888,11 @@ class Asm:
             p.mark()
             for k in items:
                 p.str(k)
-                if k == "foo":
-                    self.emit_value_plain(rng.choice([1, "x", None, [1, 2], 2.5]))
+                if k == "foo" or k in DUNDER_STATE:
+                    if k == "__array_interface__" and rng.random() < 0.5:
+                        self.emit_value_plain({"shape": [4], "typestr": "<f4", "version": 3})
+                    else:
+                        self.emit_value_plain(rng.choice([1, "x", None, [1, 2], 2.5]))
                 elif k == "requires_grad":
                     p.bool(rng.random() < 0.5)
                 elif k == "_backward_hooks":
@@ -1169,9 +1184,11 @@ class Asm:
 
 
 def asm_container_zip(rng, tags, pkl, records):
-    root = rng.choices(["archive", "pytorch_model", "model", "a", "modèle", "my model", "x.y", "Archive"],
-                       [50, 15, 10, 5, 5, 5, 5, 5])[0]
-    if root != "archive":
+    root = rng.choices(["archive", "pytorch_model", "model", "a", "modèle", "my model", "x.y", "Archive", "long"],
+                       [50, 15, 10, 5, 5, 5, 5, 5, 4])[0]
+    if root == "long":
+        root = long_root(rng, tags)
+    elif root != "archive":
         tags.add("root:" + ("nonascii" if not root.isascii() else "other"))
     entries = [("data.pkl", pkl)]
     bo = rng.choices(["little", None, "big"], [60, 25, 15])[0]
@@ -1190,9 +1207,15 @@ def asm_container_zip(rng, tags, pkl, records):
     if v in (".data/version", "both"):
         entries.append((".data/version", b"3\n"))
     if rng.random() < 0.3:
-        entries.append((".format_version", b"1"))
-        entries.append((".storage_alignment", b"64"))
-        entries.append((".data/serialization_id", b"1234567890123456789012345678901234567890"))
+        vals = {".format_version": b"1", ".storage_alignment": b"64",
+                ".data/serialization_id": b"1234567890123456789012345678901234567890"}
+        if rng.random() < 0.3:
+            # an odd value in one of the records torch reads
+            which = rng.choice(list(TORCH_RECORD_VALUES))
+            label, vals[which] = rng.choice(TORCH_RECORD_VALUES[which])
+            tags.add(f"rec:{which.lstrip('.')}:{label}")
+        for n, d in vals.items():
+            entries.append((n, d))
         tags.add("records:extras")
     # case variants of record names (torch looks records up ignoring ASCII case)
     if rng.random() < 0.05:
@@ -1346,8 +1369,11 @@ def gen_saved(rng, tags, path):
                 tags.add("param:attr")
             return p
         if r2 < 0.14:
-            t.extra = "meta"
-            tags.add("tensor:attr")
+            attr = rng.choices(["extra", "__foo__", "__array_interface__", "__torch_function__"], [70, 10, 10, 10])[0]
+            setattr(t, attr, "meta")
+            tags.add("tensor:attr" if attr == "extra" else "tensor:attr:" + attr)
+            if attr != "extra" and rng.random() < 0.5:
+                t.extra = 1
         return t
 
     def nontensor_value():
@@ -1547,9 +1573,17 @@ def mutate_pickle(rng, pkl, tags, is_legacy):
     names = ops.names
     proto = ops.ops[0][1] if names and names[0] == "PROTO" else 1
     kind = rng.choices(["int", "global", "str", "bool", "pair", "tuple_item", "replace_value", "truncate",
-                        "dtype_swap", "memo_binget", "byte"],
-                       [24, 14, 12, 6, 16, 8, 7, 2, 7, 3, 1])[0]
+                        "dtype_swap", "memo_binget", "byte", "memo_far", "memo_reuse", "textnum"],
+                       [24, 14, 12, 6, 16, 8, 7, 2, 7, 3, 1, 5, 4, 8])[0]
     idxs = list(range(len(names)))
+    if kind in ("memo_far", "memo_reuse"):
+        if not mutate_memo(rng, ops, kind, tags):
+            return None
+        return ops.assemble(reframe)
+    if kind == "textnum":
+        if not mutate_textnum(rng, ops, tags):
+            return None
+        return ops.assemble(reframe)
 
     def pick(pred):
         c = [i for i in idxs if pred(i)]
@@ -1783,8 +1817,9 @@ def mutate_zip(rng, data, tags):
         return None
     root = entries[0][0].split("/")[0]
     kind = rng.choices(["pickle", "case_flip", "case_dup", "byteorder", "version", "record_size",
-                        "record_drop", "record_extra", "root", "reorder", "storage_key_case", "skey_rename"],
-                       [66, 4, 3, 5, 4, 4, 2, 2, 2, 2, 3, 5])[0]
+                        "record_drop", "record_extra", "root", "reorder", "storage_key_case", "skey_rename",
+                        "torch_records", "root_long"],
+                       [66, 4, 3, 5, 4, 4, 2, 2, 2, 2, 3, 5, 8, 2])[0]
     if kind == "pickle":
         i = find_record(entries, "/data.pkl")
         if i is None:
@@ -1864,6 +1899,19 @@ def mutate_zip(rng, data, tags):
     elif kind == "reorder":
         rng.shuffle(entries)
         tags.add("mut:record_reorder")
+    elif kind == "torch_records":
+        # .storage_alignment / .data/serialization_id / .format_version: set or added
+        which = rng.choice(list(TORCH_RECORD_VALUES))
+        label, value = rng.choice(TORCH_RECORD_VALUES[which])
+        i = find_record(entries, "/" + which)
+        if i is None:
+            entries.insert(rng.randrange(len(entries) + 1), (root + "/" + which, value))
+        else:
+            entries[i] = (entries[i][0], value)
+        tags.add(f"rec:{which.lstrip('.')}:{label}")
+    elif kind == "root_long":
+        new = long_root(rng, tags, [n[len(root):] for n, _ in entries])
+        entries = [(new + n[len(root):], d) for n, d in entries]
     elif kind == "skey_rename":
         # rename a storage key in data.pkl (every occurrence), and usually its record too
         i = find_record(entries, "/data.pkl")
@@ -1920,9 +1968,20 @@ def mutate_legacy(rng, data, tags):
     except Exception:
         return None
     rest = data[pos:]
-    kind = rng.choices(["main", "keys", "count", "trailing", "truncate", "sysinfo", "magic"],
-                       [78, 8, 5, 3, 2, 2, 2])[0]
-    if kind == "main":
+    kind = rng.choices(["main", "keys", "count", "trailing", "truncate", "sysinfo", "magic", "persid_side",
+                        "tar"], [78, 8, 5, 3, 2, 2, 2, 7, 5])[0]
+    if kind == "persid_side":
+        which = rng.choice([2, 2, 4, 4, 0])
+        new = side_pickle_with_persid(rng, parts[which], keys, tags, {0: "magic", 2: "sys_info", 4: "keys"}[which])
+        if new is None:
+            return None
+        parts[which] = new
+    elif kind == "tar":
+        new = tar_header_sys_info(rng, parts[0] + parts[1], tags)
+        if new is None:
+            return None
+        parts[2] = new
+    elif kind == "main":
         new = mutate_pickle(rng, parts[3], tags, True)
         if new is None:
             return None
@@ -1979,8 +2038,487 @@ def mutate_file(rng, data, fmt, tags):
 
 
 # ---------------------------------------------------------------------------
+# Constructs from the adversarial review: zip central directory, the records
+# torch reads, legacy side pickles, memo indices, text numbers
+# ---------------------------------------------------------------------------
+
+# record -> [(label, value)]; torch: int(.storage_alignment), .data/serialization_id
+# decoded as UTF-8 at the end of the load, .format_version compared as bytes
+TORCH_RECORD_VALUES = {
+    ".storage_alignment": [("64", b"64"), ("0064", b"0064"), ("sp64", b" 64"), ("abc", b"abc"), ("empty", b""),
+                           ("6_4", b"6_4"), ("-1", b"-1"), ("64nl", b"64\n"), ("0", b"0")],
+    ".data/serialization_id": [("nonutf8", b"\xff"), ("nonutf8_tail", b"1234567890\xc3("), ("empty", b""),
+                               ("ascii", b"abc"), ("surrogate", b"\xed\xa0\x80")],
+    ".format_version": [("1", b"1"), ("2", b"2"), ("0", b"0"), ("99", b"99"), ("empty", b""), ("abc", b"abc"),
+                        ("01", b"01"), ("sp1", b" 1"), ("-1", b"-1"), ("nonutf8", b"\xff")],
+}
+
+# torch copies record names into a 512-byte buffer
+ZIP_NAME_LIMIT = 510
+TORCH_RECORDS = ["/data.pkl", "/byteorder", "/version", "/data/0", "/.data/version", "/.format_version",
+                 "/.storage_alignment", "/.data/serialization_id"]
+
+
+def long_root(rng, tags, suffixes=TORCH_RECORDS):
+    """An archive root of 490-530 bytes: around torch's limit for the names under it."""
+    n = rng.randint(490, 530)
+    root = rng.choice(["r" * n, ("long_archive_root_" * 40)[:n], "é" * (n // 2) + "r" * (n % 2)])
+    lens = [len((root + s).encode()) for s in suffixes]
+    over = sum(ln > ZIP_NAME_LIMIT for ln in lens)
+    tags.add("root:long:" + ("all_names_over_510" if over == len(lens) else
+                             "some_names_over_510" if over else "all_names_within_510"))
+    return root
+
+
+# -- memo -------------------------------------------------------------------
+
+PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"}
+GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+# far memo indices and whether CPython's array memo (the extended reference)
+# would try to allocate more than a machine has for them
+MEMO_FAR = [(1000, False), (2**20, False), (0xFFFFFFFF, True), (10**12, True), (300, False)]
+
+
+def enc_put(idx, text, rng):
+    if text or idx > 0xFFFFFFFF:
+        return b"p%d\n" % idx
+    if idx < 256 and rng.random() < 0.8:
+        return b"q" + bytes([idx])
+    return b"r" + struct.pack("<I", idx)
+
+
+def enc_get(idx, text):
+    if text or idx > 0xFFFFFFFF:
+        return b"g%d\n" % idx
+    if idx < 256:
+        return b"h" + bytes([idx])
+    return b"j" + struct.pack("<I", idx)
+
+
+def memo_rewrite(rng, ops, at, forced, force_text):
+    """Make the put at op `at` store into memo index `forced`; later puts and
+    gets are re-encoded so every get still reads what it read before (except
+    reads of an index the forced put overwrote). MEMOIZE numbers like
+    CPython: the count of distinct indices written so far."""
+    orig_def, new_def = set(), set()
+    m, owner = {}, {}      # original index -> new index (live); new -> original
+    for t, n in enumerate(ops.names):
+        if n in PUT_OPS:
+            o = ops.ops[t][1] if n != "MEMOIZE" else len(orig_def)
+            orig_def.add(o)
+            natural = len(new_def) if n == "MEMOIZE" else o
+            if t == at:
+                target = forced
+            else:
+                target = natural
+                if target in owner and owner[target] != o:
+                    target = 0
+                    while target in new_def:
+                        target += 1
+            if o in m and owner.get(m[o]) == o:
+                del owner[m[o]]
+            if target in owner:
+                m.pop(owner[target], None)
+            m[o] = target
+            owner[target] = o
+            new_def.add(target)
+            if t == at or target != natural:
+                ops.chunks[t] = enc_put(target, n == "PUT" or (t == at and force_text), rng)
+        elif n in GET_OPS:
+            o = ops.ops[t][1]
+            tg = m.get(o)
+            if tg is not None and tg != o:
+                ops.chunks[t] = enc_get(tg, n == "GET")
+
+
+def mutate_memo(rng, ops, kind, tags):
+    names = ops.names
+    puts = [t for t, n in enumerate(names) if n in PUT_OPS]
+    if not puts:
+        return False
+    at = rng.choice(puts)
+    if kind == "memo_far":
+        idx, huge = rng.choice(MEMO_FAR)
+        text = idx > 0xFFFFFFFF or names[at] == "PUT" or rng.random() < 0.1
+        memo_rewrite(rng, ops, at, idx, text)
+        tags.add(f"memo:far:{idx:#x}" if idx == 0xFFFFFFFF else f"memo:far:{idx}")
+        tags.add("memo:far_" + ("text_put" if text else "long_binput"))
+        if huge:
+            tags.add(HUGE_ALLOC_TAG)
+        return True
+    # reuse: store into an index written earlier (an overwrite)
+    seen = []
+    ndef = set()
+    for t, n in enumerate(names[:at]):
+        if n in PUT_OPS:
+            o = ops.ops[t][1] if n != "MEMOIZE" else len(ndef)
+            ndef.add(o)
+            seen.append(o)
+    own = ops.ops[at][1] if names[at] != "MEMOIZE" else len(ndef)
+    cands = sorted(set(seen) - {own})
+    if not cands:
+        return False
+    memo_rewrite(rng, ops, at, rng.choice(cands), names[at] == "PUT")
+    tags.add("memo:reuse")
+    return True
+
+
+# the generator flags files on which the extended reference (CPython's array
+# memo) asks for more memory than the machine has; the worker makes sure an
+# RLIMIT_AS is in effect for them
+HUGE_ALLOC_TAG = "alloc:huge"
+
+
+# -- text numbers (protocol 0/1 opcodes) -------------------------------------
+
+TEXT_FLOATS = ["1e400", "-1e400", "1.7976931348623159e308", "1.7976931348623157e308", "1e-400", "-1e-400",
+               "4.9e-324", "2.5e-324", "inf", "nan", "-0.0", "1.5"]
+TEXT_NONCANON = ["I010", "I+1", "I0x10", "L0x1fL", "I1_0", "I-0", "I 1", "L010L", "L+1L", "I00", "I01",
+                 "F0x1p3", "F1_0.5", "F1.", "F.5", "F1E3", "F+1.5", "F 1.5", "Finfinity", "FNaN", "F1e5"]
+
+
+def text_number(rng, tags):
+    form = rng.choice(["digits", "float", "noncanon", "noncanon"])
+    if form == "digits":
+        n = rng.choice([4299, 4300, 4301])
+        op = rng.choice("IL")
+        sign = rng.choice(["", "", "-"])
+        digits = str(rng.randint(1, 9)) + "".join(rng.choices("0123456789", k=n - 1))
+        tags.add(f"text:{op}_digits:{n}" + (":neg" if sign else ""))
+        return (op + sign + digits + ("L" if op == "L" else "")).encode() + b"\n"
+    if form == "float":
+        f = rng.choice(TEXT_FLOATS)
+        tags.add("text:F" + f)
+        return b"F" + f.encode() + b"\n"
+    v = rng.choice(TEXT_NONCANON)
+    tags.add("text:" + v.replace(" ", "sp"))
+    return v.encode() + b"\n"
+
+
+def text_spelling_of(rng, v, tags):
+    """A text INT/LONG spelling of the int v (canonical or not)."""
+    forms = ["I", "L", "I+", "Ihex", "Lhex", "I0", "I_"]
+    f = rng.choice(forms)
+    if f == "I":
+        b = b"I%d" % v
+    elif f == "L":
+        b = b"L%dL" % v
+    elif f == "I+":
+        b = b"I+%d" % v if v >= 0 else b"I%d" % v
+    elif f == "Ihex":
+        b = b"I%s" % hex(v).encode()
+    elif f == "Lhex":
+        b = b"L%sL" % hex(v).encode()
+    elif f == "I0":
+        b = b"I0%d" % v if v >= 0 else b"I-0%d" % -v
+    else:
+        t = b"%d" % abs(v)
+        b = b"I" + (b"-" if v < 0 else b"") + (t[:1] + b"_" + t[1:] if len(t) > 1 else t)
+    tags.add("text:inplace_int:" + f)
+    return b + b"\n"
+
+
+def mutate_textnum(rng, ops, tags):
+    names = ops.names
+    how = rng.choices(["insert", "inplace_int", "inplace_float"], [60, 30, 10])[0]
+    if how == "inplace_int":
+        c = [t for t, n in enumerate(names) if n in INT_OPS and isinstance(ops.ops[t][1], int)
+             and not isinstance(ops.ops[t][1], bool)]
+        if not c:
+            return False
+        t = rng.choice(c)
+        ops.chunks[t] = text_spelling_of(rng, ops.ops[t][1], tags)
+        return True
+    if how == "inplace_float":
+        c = [t for t, n in enumerate(names) if n == "BINFLOAT"]
+        if not c:
+            return False
+        t = rng.choice(c)
+        f = ops.ops[t][1]
+        form = rng.choice(["repr", "hex", "under", "17g"])
+        s = {"repr": repr(f), "hex": f.hex(), "17g": "%.17g" % f,
+             "under": repr(f).replace(".", "_0.", 1) if repr(f)[:1].isdigit() else repr(f)}[form]
+        ops.chunks[t] = b"F" + s.encode() + b"\n"
+        tags.add("text:inplace_float:" + form)
+        return True
+    # insert a (key, text number) pair: a dropped entry of some dict
+    key = enc_str("txt%d" % rng.randrange(1000), 2)
+    val = text_number(rng, tags)
+    c = [t for t, n in enumerate(names) if n == "SETITEMS"]
+    if c:
+        t = rng.choice(c)
+        ops.chunks[t] = key + val + ops.chunks[t]
+        return True
+    c = [t for t, n in enumerate(names) if n == "EMPTY_DICT"]
+    if not c:
+        return False
+    t = rng.choice(c)
+    ops.chunks[t] = ops.chunks[t] + key + val + b"s"
+    return True
+
+
+# -- legacy side pickles -------------------------------------------------------
+
+def persid_bytes(rng, keys):
+    key = str(rng.choice(keys)) if keys and isinstance(keys, list) and rng.random() < 0.8 else "10"
+    return (b"(" + enc_str("storage", 2) + b"ctorch\nFloatStorage\n" + enc_str(key, 2) + enc_str("cpu", 2) +
+            b"K\x04Nt" + b"Q")
+
+
+def side_pickle_with_persid(rng, pkl, keys, tags, which):
+    """A storage reference (BINPERSID) inside the magic, sys_info or key-list
+    pickle: torch reads those without a persistent_load."""
+    pid = persid_bytes(rng, keys)
+    try:
+        ops = Ops(pkl)
+    except Exception:
+        return None
+    names = ops.names
+    how = rng.choice(["pop", "value"])
+    if how == "value":
+        c = [t for t, n in enumerate(names) if n in ("SETITEMS", "APPENDS")]
+        if not c:
+            how = "pop"
+        else:
+            t = c[-1]
+            item = (enc_str("x", 2) + pid) if names[t] == "SETITEMS" else pid
+            ops.chunks[t] = item + ops.chunks[t]
+    if how == "pop":
+        at = 1 if names and names[0] == "PROTO" else 0
+        ops.chunks[at] = pid + b"0" + ops.chunks[at]
+    tags.add(f"legacy:persid_in:{which}:{how}")
+    return ops.assemble(False)
+
+
+def tar_header_sys_info(rng, head, tags):
+    """A sys_info pickle that makes the file's first 512 bytes a tar header
+    (valid checksum) or almost one (checksum off by one)."""
+    si = b"\x80\x02}(" + enc_str("little_endian", 2) + b"\x88" + enc_str("pad", 2)
+    prefix_len = len(head) + len(si) + 5
+    if prefix_len > 100:
+        return None
+    pad_len = 512 - prefix_len + 16
+    pad = bytearray(pad_len)
+
+    def put(off, data):
+        pad[off - prefix_len:off - prefix_len + len(data)] = data
+    for off, ln in [(100, 8), (108, 8), (116, 8), (124, 12), (136, 12)]:
+        put(off, b"0" * (ln - 1) + b"\0")
+    put(156, rng.choice([b"0", b"0", b"5", b"\0"]))
+    put(148, b" " * 8)
+    blob = bytearray(head + si + b"X" + struct.pack("<I", pad_len) + bytes(pad) + b"u.")
+    bad = rng.random() < 0.3
+    blob[148:156] = b"%06o\0 " % (sum(blob[:512]) + (1 if bad else 0))
+    tags.add("legacy:tar_header:" + ("badsum" if bad else "valid") + ":type" + repr(chr(blob[156]))[1:-1])
+    return bytes(blob[len(head):])
+
+
+# -- zip central directory and end records ------------------------------------
+
+class RawZip:
+    """The central directory and end records of an archive, patched and
+    rewritten in place (everything before the central directory is kept)."""
+
+    def __init__(self, data):
+        d = bytes(data)
+        e = len(d) - 22
+        if e < 0 or d[e:e + 4] != b"PK\x05\x06":
+            e = d.rfind(b"PK\x05\x06")
+            if e < 0:
+                raise ValueError("no end record")
+        self.eocd = e
+        n, cd_size, cd_off = struct.unpack_from("<HII", d, e + 10)
+        self.loc = self.z64 = None
+        if e >= 20 and d[e - 20:e - 16] == b"PK\x06\x07":
+            loc = e - 20
+            (z,) = struct.unpack_from("<Q", d, loc + 8)
+            if d[z:z + 4] == b"PK\x06\x06":
+                self.loc, self.z64 = loc, z
+                n, cd_size, cd_off = struct.unpack_from("<QQQ", d, z + 32)
+        self.recs = []
+        i = cd_off
+        for _ in range(n):
+            if d[i:i + 4] != b"PK\x01\x02":
+                raise ValueError("bad central directory")
+            nl, xl, cl = struct.unpack_from("<HHH", d, i + 28)
+            self.recs.append([bytearray(d[i:i + 46]), d[i + 46:i + 46 + nl], d[i + 46 + nl:i + 46 + nl + xl],
+                              d[i + 46 + nl + xl:i + 46 + nl + xl + cl]])
+            i += 46 + nl + xl + cl
+        self.cd_off, self.cd_end = cd_off, i
+        if self.z64 is not None and self.z64 < self.cd_end:
+            raise ValueError("zip64 end record inside the central directory")
+        self.data = bytearray(d)
+
+    def field(self, r, off, fmt):
+        return struct.unpack_from(fmt, self.recs[r][0], off)[0]
+
+    def set_field(self, r, off, fmt, v):
+        struct.pack_into(fmt, self.recs[r][0], off, v)
+
+    def lfh(self, r):
+        return self.field(r, 42, "<I")
+
+    def build(self):
+        cd = bytearray()
+        for fixed, name, extra, comment in self.recs:
+            struct.pack_into("<HHH", fixed, 28, len(name), len(extra), len(comment))
+            cd += fixed + name + extra + comment
+        mid = bytearray(self.data[self.cd_end:self.eocd])
+        tail = bytearray(self.data[self.eocd:])
+        delta = len(cd) - (self.cd_end - self.cd_off)
+        if self.z64 is not None:
+            struct.pack_into("<Q", mid, self.z64 - self.cd_end + 40, len(cd))
+            struct.pack_into("<Q", mid, self.loc - self.cd_end + 8, self.z64 + delta)
+        if struct.unpack_from("<I", tail, 12)[0] != 0xFFFFFFFF:
+            struct.pack_into("<I", tail, 12, len(cd))
+        return bytes(self.data[:self.cd_off] + cd + mid + tail)
+
+
+def upath_field(raw_name, new_name, crc_ok=True):
+    crc = zlib.crc32(raw_name if crc_ok else raw_name + b"x") & 0xFFFFFFFF
+    body = b"\x01" + struct.pack("<I", crc) + new_name
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def patch_zip_raw(rng, data, tags):
+    """One central-directory or end-record patch on a random entry."""
+    try:
+        z = RawZip(data)
+    except Exception:
+        return None
+    if not z.recs:
+        return None
+    kinds = ["dir_attr", "dir_slash", "flag_2000", "disk_start", "upath", "upath_swap", "zip64_extra",
+             "unknown_extra", "eocd"]
+    weights = [10, 5, 8, 8, 10, 8, 14, 8, 3]
+    if z.z64 is not None:
+        kinds.append("zip64_end")
+        weights.append(30)
+    kind = rng.choices(kinds, weights)[0]
+    nrec = len(z.recs)
+    data_recs = [r for r in range(nrec) if b"/data/" in z.recs[r][1]]
+    r = rng.choice(data_recs) if data_recs and rng.random() < 0.6 else rng.randrange(nrec)
+    name = z.recs[r][1]
+    if kind == "dir_attr":
+        v = z.field(r, 38, "<I")
+        z.set_field(r, 38, "<I", rng.choice([v | 0x10, 0x10]))
+        if rng.random() < 0.3:
+            z.recs[r][1] = name + b"/"
+            tags.add("zipcd:dir_attr+slash")
+        else:
+            tags.add("zipcd:dir_attr")
+    elif kind == "dir_slash":
+        z.recs[r][1] = name + b"/"
+        tags.add("zipcd:name_slash")
+    elif kind == "flag_2000":
+        z.set_field(r, 8, "<H", z.field(r, 8, "<H") | 0x2000)
+        tags.add("zipcd:flag_2000")
+    elif kind == "disk_start":
+        d = rng.choice([1, 2])
+        z.set_field(r, 34, "<H", d)
+        tags.add(f"zipcd:disk_start:{d}")
+    elif kind == "upath":
+        others = [z.recs[j][1] for j in range(nrec) if j != r]
+        how = rng.choice(["other", "other", "variant", "same"])
+        if how == "other" and others:
+            new = rng.choice(others)
+        elif how == "same":
+            new = name
+        else:
+            how = "variant"
+            new = name[:-1] + (b"9" if name[-1:] != b"9" else b"8")
+        crc_ok = rng.random() < 0.85
+        z.recs[r][2] = z.recs[r][2] + upath_field(name, new, crc_ok)
+        lfh_too = rng.random() < 0.5 and len(new) == len(name) and new != name
+        if lfh_too:
+            off = z.lfh(r)
+            if z.data[off:off + 4] == b"PK\x03\x04" and struct.unpack_from("<H", z.data, off + 26)[0] == len(name):
+                z.data[off + 30:off + 30 + len(name)] = new
+            else:
+                lfh_too = False
+        tags.add(f"zipcd:upath_rename:{how}" + ("" if crc_ok else ":badcrc") + (":lfh" if lfh_too else ""))
+    elif kind == "upath_swap":
+        pool = data_recs if len(data_recs) >= 2 else list(range(nrec))
+        if len(pool) < 2:
+            return None
+        a, b = rng.sample(pool, 2)
+        na, nb = z.recs[a][1], z.recs[b][1]
+        z.recs[a][2] = z.recs[a][2] + upath_field(na, nb)
+        z.recs[b][2] = z.recs[b][2] + upath_field(nb, na)
+        lfh_too = len(na) == len(nb) and rng.random() < 0.7
+        if lfh_too:
+            for j, new in ((a, nb), (b, na)):
+                off = z.lfh(j)
+                if z.data[off:off + 4] == b"PK\x03\x04" and struct.unpack_from("<H", z.data, off + 26)[0] == len(new):
+                    z.data[off + 30:off + 30 + len(new)] = new
+        tags.add("zipcd:upath_swap" + (":lfh" if lfh_too else ""))
+    elif kind == "zip64_extra":
+        size = rng.choice([8, 16, 24])
+        usize, csize, off = z.field(r, 24, "<I"), z.field(r, 20, "<I"), z.lfh(r)
+        others = [j for j in range(nrec) if j != r]
+        how = rng.choice(["own", "other", "swap32", "bigger"]) if others else rng.choice(["own", "bigger"])
+        if how == "other":
+            o = rng.choice(others)
+            vals = [z.field(o, 24, "<I"), z.field(o, 20, "<I"), z.lfh(o)]
+        elif how == "swap32":
+            # the 32-bit fields point at another entry, the ZIP64 ones at this one
+            o = rng.choice(others)
+            vals = [usize, csize, off]
+            z.set_field(r, 24, "<I", z.field(o, 24, "<I"))
+            z.set_field(r, 20, "<I", z.field(o, 20, "<I"))
+            z.set_field(r, 42, "<I", z.lfh(o))
+            size = 24
+        elif how == "bigger":
+            vals = [usize + 4, csize + 4, off]
+        else:
+            vals = [usize, csize, off]
+        z.recs[r][2] = z.recs[r][2] + struct.pack("<HH", 1, size) + struct.pack("<3Q", *vals)[:size]
+        tags.add(f"zipcd:zip64_extra:{size}:{how}")
+    elif kind == "unknown_extra":
+        how = rng.choice(["cafe", "cafe", "ut_timestamp", "truncated"])
+        if how == "cafe":
+            body = rng.randbytes(rng.choice([0, 1, 4, 8]))
+            ex = struct.pack("<HH", 0xCAFE, len(body)) + body
+        elif how == "ut_timestamp":
+            ex = struct.pack("<HHBI", 0x5455, 5, 1, 315532800)
+        else:
+            ex = struct.pack("<HH", 0xCAFE, 12) + b"\0" * 4
+        z.recs[r][2] = z.recs[r][2] + ex
+        tags.add("zipcd:extra:" + how)
+    elif kind == "eocd":
+        e = z.eocd
+        how = rng.choice(["disk", "cd_disk", "entries_on_disk"])
+        if how == "disk":
+            struct.pack_into("<H", z.data, e + 4, 1)
+        elif how == "cd_disk":
+            struct.pack_into("<H", z.data, e + 6, 1)
+        else:
+            n = struct.unpack_from("<H", z.data, e + 10)[0]
+            struct.pack_into("<H", z.data, e + 8, max(0, n - 1) if n else 1)
+        tags.add("zipeocd:" + how)
+    else:
+        how = rng.choice(["locator_disks_0", "locator_disks_2", "locator_z64_disk_1", "z64_disk_1",
+                          "z64_cd_disk_1", "z64_entries_on_disk"])
+        if how.startswith("locator_disks"):
+            struct.pack_into("<I", z.data, z.loc + 16, int(how[-1]))
+        elif how == "locator_z64_disk_1":
+            struct.pack_into("<I", z.data, z.loc + 4, 1)
+        elif how == "z64_disk_1":
+            struct.pack_into("<I", z.data, z.z64 + 16, 1)
+        elif how == "z64_cd_disk_1":
+            struct.pack_into("<I", z.data, z.z64 + 20, 1)
+        else:
+            (n,) = struct.unpack_from("<Q", z.data, z.z64 + 32)
+            struct.pack_into("<Q", z.data, z.z64 + 24, rng.choice([n - 1, n + 1]) if n else 1)
+        tags.add("zip64end:" + how)
+    return z.build()
+
+
+# ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
+
+ZIP_RAW_RATE = 0.12
 
 EXTS = [".pt", ".pt", ".pt", ".bin", ".ckpt", ".pth"]
 
@@ -1999,6 +2537,12 @@ def generate_case(seed, idx, outdir):
         data, n = mutate_file(rng, data, fmt, tags)
         if n == 0:
             src = src[:-4]
+    if fmt == "zip" and rng.random() < ZIP_RAW_RATE:
+        # last: these patch the bytes (torch.save's ZIP64 end records included)
+        new = patch_zip_raw(rng, data, tags)
+        if new is not None:
+            data = new
+            tags.add("zipraw")
     tags.add("src:" + src)
     with open(path, "wb") as f:
         f.write(data)

@@ -59,13 +59,15 @@ def worker_main(args):
     import gen
     import ref
 
-    if args.rlimit_gib > 0:
-        vm = 0
+    def vm_size():
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmSize:"):
-                    vm = int(line.split()[1]) * 1024
-        lim = vm + (args.rlimit_gib << 30)
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    if args.rlimit_gib > 0:
+        lim = vm_size() + (args.rlimit_gib << 30)
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     sys.setrecursionlimit(10000)
     send({"t": "ready", "pid": os.getpid()})
@@ -86,7 +88,19 @@ def worker_main(args):
             time.sleep(3600)
         if args.self_test and "__selftest_crash__" in path:
             os.abort()
-        r = ref.reference(path)
+        # The generator flags files whose extended reference asks CPython for
+        # more memory than the machine has (a memo index of 2**32); they get a
+        # MemoryError under the worker's RLIMIT_AS. Without one (--rlimit-gib 0)
+        # a soft limit is set for the duration of the load.
+        guard = gen.HUGE_ALLOC_TAG in tags and resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY
+        if guard:
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (1 << 30), hard))
+        try:
+            r = ref.reference(path)
+        finally:
+            if guard:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         intact = not r.get("state_changed")
         if not intact:
             r["warning"] = "the load changed allowlisted objects in the torch worker; worker restarted"

@@ -7,9 +7,8 @@
 use converter_guest::error::Result as GuestResult;
 use converter_guest::pickle::{Machine, PidStyle};
 use converter_guest::safetensors::{Sink, Tuning};
-use converter_guest::source::Source;
 use converter_guest::torch::{plan, Parsed};
-use decant_abi::{Outcome, Refusal, Report, MAX_IO_CHUNK, MAX_LISTED_DROPPED};
+use decant_abi::{Outcome, Refusal, Report, MAX_LISTED_DROPPED};
 
 /// `decant::validate`'s cap on the header (private there; same value).
 const MAX_HEADER: u64 = 100_000_000;
@@ -31,20 +30,8 @@ fn debug() -> bool {
     *DEBUG.get_or_init(|| std::env::var_os("DECANT_FUZZ_DEBUG").is_some())
 }
 
-/// The input as a guest [`Source`]. (`[u8]` implements `Source` but is
-/// unsized, so it cannot be passed as `&dyn Source`.) Reads are clamped to the
-/// host's `MAX_IO_CHUNK` like the wasm glue's `HostSource`.
-pub struct Bytes<'a>(pub &'a [u8]);
-
-impl Source for Bytes<'_> {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(MAX_IO_CHUNK as usize);
-        <[u8] as Source>::read_at(self.0, offset, &mut buf[..n])
-    }
-}
+/// The input as a guest [`Source`], read in the host's chunk size.
+pub use converter_guest::source::Chunked as Bytes;
 
 /// An in-memory sink that refuses past [`OUTPUT_CAP`].
 #[derive(Default)]

@@ -881,15 +881,7 @@ impl Run<'_, '_> {
     /// sign bytes are dropped first, so a small value spelled in nine bytes
     /// is the same int (and the same dict key) as it is to Python.
     fn long_from_le(&mut self, mut bytes: Vec<u8>) -> Value {
-        while bytes.len() > 1 {
-            let n = bytes.len();
-            let (last, prev) = (bytes[n - 1], bytes[n - 2]);
-            if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
-                bytes.pop();
-            } else {
-                break;
-            }
-        }
+        text::trim_sign_bytes(&mut bytes);
         if bytes.len() <= 8 {
             let mut v: i64 = 0;
             for (i, b) in bytes.iter().enumerate() {

@@ -165,17 +165,22 @@ pub fn decimal_to_le(digits: &[u8]) -> Option<Vec<u8>> {
             carry = v >> 8;
         }
     }
-    // Trim redundant sign bytes.
-    while mag.len() > 1 {
-        let n = mag.len();
-        let (last, prev) = (mag[n - 1], mag[n - 2]);
+    trim_sign_bytes(&mut mag);
+    Some(mag)
+}
+
+/// Drops redundant sign bytes from little-endian two's complement: the
+/// shortest encoding of the same int.
+pub fn trim_sign_bytes(bytes: &mut Vec<u8>) {
+    while bytes.len() > 1 {
+        let n = bytes.len();
+        let (last, prev) = (bytes[n - 1], bytes[n - 2]);
         if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
-            mag.pop();
+            bytes.pop();
         } else {
             break;
         }
     }
-    Some(mag)
 }
 
 #[cfg(test)]

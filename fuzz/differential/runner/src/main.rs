@@ -16,8 +16,8 @@
 
 use converter_guest::error::Result as GuestResult;
 use converter_guest::safetensors::Sink;
-use converter_guest::source::Source;
-use decant_abi::{Outcome, MAX_IO_CHUNK};
+use converter_guest::source::Chunked;
+use decant_abi::Outcome;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, Write};
@@ -25,19 +25,6 @@ use std::io::{BufRead, Write};
 /// Output kept before a case is reported as `capped`: a few hundred bytes of
 /// input can legitimately ask for gigabytes (stride-0 views).
 const OUTPUT_CAP: u64 = 64 << 20;
-
-struct Bytes<'a>(&'a [u8]);
-
-impl Source for Bytes<'_> {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
-        // Clamped like the wasm glue's host reads.
-        let n = buf.len().min(MAX_IO_CHUNK as usize);
-        <[u8] as Source>::read_at(self.0, offset, &mut buf[..n])
-    }
-}
 
 #[derive(Default)]
 struct CappedSink {
@@ -79,7 +66,7 @@ fn run_case(path: &str) -> Value {
         Err(e) => return json!({"path": path, "result": "unreadable", "message": e.to_string()}),
     };
     let mut sink = CappedSink::default();
-    match converter_guest::convert(&Bytes(&data), &mut sink) {
+    match converter_guest::convert(&Chunked(&data), &mut sink) {
         Outcome::Refused(_) if sink.hit_cap => json!({"path": path, "result": "capped"}),
         Outcome::Refused(r) => json!({
             "path": path,
