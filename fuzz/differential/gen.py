@@ -935,8 +935,12 @@ class Asm:
         kind = rng.choice(["none", "bool", "int", "bigint", "negint", "float", "str", "bytes", "list",
                            "tuple", "set_reduce", "set_op", "frozenset_reduce", "size", "device",
                            "dtype", "complex", "bytearray", "counter", "empty_dict", "list_tensor",
-                           "codecs_rot13", "layout"])
+                           "codecs_rot13", "layout", "textnum"])
         tags.add("val:" + kind)
+        if kind == "textnum":
+            # a text INT / LONG / FLOAT opcode (protocol 0/1) in any protocol
+            p.raw(text_number(rng, tags))
+            return
         if kind == "none":
             p.none()
         elif kind == "bool":
@@ -1665,7 +1669,8 @@ def mutate_pickle(rng, pkl, tags, is_legacy):
         else:
             ns = None
         if choice == "nonutf8":
-            ops.chunks[i] = b"U" + bytes([len(s.encode()[:250]) + 1]) + s.encode()[:250] + b"\xff"
+            enc = s.encode("utf-8", "surrogatepass")[:250]
+            ops.chunks[i] = b"U" + bytes([len(enc) + 1]) + enc + b"\xff"
         elif ns is None:
             return None
         elif names[i] == "SHORT_BINSTRING":
@@ -2053,7 +2058,7 @@ TORCH_RECORD_VALUES = {
                         ("01", b"01"), ("sp1", b" 1"), ("-1", b"-1"), ("nonutf8", b"\xff")],
 }
 
-# torch copies record names into a 512-byte buffer
+# torch copies the first record name into a 512-byte buffer to find the root
 ZIP_NAME_LIMIT = 510
 TORCH_RECORDS = ["/data.pkl", "/byteorder", "/version", "/data/0", "/.data/version", "/.format_version",
                  "/.storage_alignment", "/.data/serialization_id"]
@@ -2063,10 +2068,12 @@ def long_root(rng, tags, suffixes=TORCH_RECORDS):
     """An archive root of 490-530 bytes: around torch's limit for the names under it."""
     n = rng.randint(490, 530)
     root = rng.choice(["r" * n, ("long_archive_root_" * 40)[:n], "é" * (n // 2) + "r" * (n % 2)])
-    lens = [len((root + s).encode()) for s in suffixes]
-    over = sum(ln > ZIP_NAME_LIMIT for ln in lens)
-    tags.add("root:long:" + ("all_names_over_510" if over == len(lens) else
-                             "some_names_over_510" if over else "all_names_within_510"))
+    # torch 2.15 refuses a root over 510 bytes ("file in archive is not in a
+    # subdirectory"); names under a shorter root may be longer
+    rb = len(root.encode())
+    tags.add("root:long:root_" + ("over" if rb > ZIP_NAME_LIMIT else "within") + "_510")
+    if any(len((root + s).encode()) > ZIP_NAME_LIMIT for s in suffixes):
+        tags.add("root:long:names_over_510")
     return root
 
 
