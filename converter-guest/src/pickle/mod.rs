@@ -164,6 +164,24 @@ fn is_inert_tensor_attribute(name: &str) -> bool {
 /// The opcodes of protocol 0, the text protocol.
 const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
 
+/// Whether Python's `int()` accepts these bytes as a base-10 integer:
+/// surrounding ASCII whitespace, an optional sign, digits with single
+/// underscores between them (`b" 64\n"`, `b"-1"`, `b"6_4"`).
+pub fn python_int_literal(b: &[u8]) -> bool {
+    // C's isspace, as `PyLong_FromString` strips (vertical tab included).
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    let t = t
+        .strip_prefix(b"-")
+        .or_else(|| t.strip_prefix(b"+"))
+        .unwrap_or(t);
+    !t.is_empty()
+        && t.split(|&c| c == b'_')
+            .all(|part| !part.is_empty() && part.iter().all(u8::is_ascii_digit))
+}
+
 /// Whether `byte` is a pickle opcode, i.e. a file starting with it may be a
 /// pickle stream of some protocol (0 and 1 have no PROTO header).
 pub fn is_opcode(byte: u8) -> bool {

@@ -71,6 +71,12 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
                 "zip entry {shown} is not inside a root folder"
             )));
         };
+        if r.len() > MAX_ROOT {
+            return Err(corrupt(format!(
+                "zip archive root of {} bytes (torch reads at most {MAX_ROOT})",
+                r.len()
+            )));
+        }
         match &root {
             None => root = Some(r.to_string()),
             Some(existing) if existing != r => {
@@ -215,9 +221,9 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     // torch reads these two on every load: `int()` of the alignment, and
     // the serialization id as a Python str.
     if let Some(a) = small(".storage_alignment", 64)? {
-        if a.is_empty() || !a.iter().all(u8::is_ascii_digit) {
+        if !crate::pickle::python_int_literal(&a) {
             return Err(corrupt(format!(
-                ".storage_alignment record \"{}\" is not a decimal number (torch fails on it)",
+                ".storage_alignment record \"{}\" is not an integer to Python's int() (torch fails on it)",
                 crate::error::printable(&String::from_utf8_lossy(&a))
             )));
         }
@@ -413,9 +419,12 @@ struct RawEntry {
     header_start: u64,
 }
 
-/// Longest entry name torch reads: `PyTorchStreamReader` copies names into
-/// a 512-byte buffer, so a longer root is cut and the archive refused.
-const MAX_NAME: usize = 510;
+/// Longest archive root torch reads: `PyTorchStreamReader` copies the root
+/// into a 512-byte buffer, so a longer one is cut and the archive refused.
+const MAX_ROOT: usize = 510;
+/// Extra fields other tools add that no reader applies to names, offsets or
+/// sizes: extended timestamp, Info-ZIP Unix uid/gid, NTFS times.
+const INERT_EXTRA_FIELDS: [u16; 3] = [0x5455, 0x7875, 0x000a];
 const FLAG_ENCRYPTED_DIRECTORY: u16 = 0x2000;
 /// MS-DOS directory attribute in the external attributes: miniz treats such
 /// an entry as a directory and extracts nothing from it, whatever it stores.
@@ -559,12 +568,6 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
         ));
     }
     let name = &rec[46..46 + name_len];
-    if name.len() > MAX_NAME {
-        return Err(corrupt(format!(
-            "zip entry name of {} bytes (torch reads at most {MAX_NAME})",
-            name.len()
-        )));
-    }
     if name.ends_with(b"/") || u32_at(rec, 38) & DOS_DIRECTORY != 0 {
         return Err(corrupt(format!(
             "zip entry {shown} is marked as a directory (torch would read no data from it)"
@@ -613,6 +616,7 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
                     )));
                 }
             }
+            (id, _) if INERT_EXTRA_FIELDS.contains(&id) => {}
             (id, _) => {
                 return Err(corrupt(format!(
                     "zip entry {shown} carries an extra field 0x{id:04x} in the central directory (readers apply such fields differently)"
