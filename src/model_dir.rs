@@ -296,14 +296,23 @@ struct Reused {
 }
 
 /// An earlier receipt for this output directory, verified with the current
-/// key: outputs it vouches for, from the same source bytes, are reused.
+/// key, naming this binary's converter, the current policy and the current
+/// strictness: outputs it vouches for, from the same source bytes, are
+/// reused, because a fresh run would vouch for exactly them. A receipt made
+/// under another policy or strictness vouches for nothing here (a narrower
+/// policy or `--strict` may refuse what the earlier run converted).
 struct Previous {
     sources: BTreeMap<String, String>,
     subjects: BTreeMap<String, String>,
     reports: BTreeMap<String, Report>,
 }
 
-fn previous_receipt(out: &Dir, key: &SigningKey) -> Option<Previous> {
+fn previous_receipt(
+    out: &Dir,
+    key: &SigningKey,
+    policy_sha256: &str,
+    strict: bool,
+) -> Option<Previous> {
     let bytes = out.read(RECEIPT).ok()?;
     let v = verify::verify_detailed(&verify::Request {
         artifact_sha256: String::new(),
@@ -312,9 +321,13 @@ fn previous_receipt(out: &Dir, key: &SigningKey) -> Option<Previous> {
         trusted: vec![key.verifying_key()],
         trusted_converters: vec![guest::sha256()],
         source_sha256_pin: None,
-        policy_sha256_pin: None,
+        policy_sha256_pin: Some(policy_sha256.to_string()),
     });
     let s = v.statement?;
+    let earlier_strict = &s["predicate"]["buildDefinition"]["externalParameters"]["strict"];
+    if earlier_strict.as_str() != Some(if strict { "true" } else { "false" }) {
+        return None;
+    }
     // The signature, statement and converter must hold; the subject check
     // is replaced by comparing each file below.
     let trusted = v
@@ -386,7 +399,10 @@ pub fn convert_dir(
 
     // Outputs an existing receipt (verified with our key) vouches for, made
     // from the same source bytes, are kept as they are.
-    let previous = opts.key.as_ref().and_then(|k| previous_receipt(&out, k));
+    let previous = opts
+        .key
+        .as_ref()
+        .and_then(|k| previous_receipt(&out, k, &sandbox.policy().sha256, opts.strict));
     let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
     if let Some(prev) = &previous {
         for f in &plan.files {

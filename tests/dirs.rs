@@ -272,6 +272,55 @@ fn rerun_reuses_outputs_with_a_valid_receipt() {
     assert_eq!(verify_dir(&out, &public, &[]).0, 0);
 }
 
+/// Rerun bug: a rerun with `--strict` or another `--policy` reused every
+/// output of the earlier run and signed a receipt claiming the new policy
+/// and strictness, which a fresh run under them might refuse. Reuse needs
+/// the same converter, policy, strictness and key.
+#[test]
+fn rerun_under_another_policy_or_strictness_converts_again() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, _public) = keygen(work.path());
+    let out = work.path().join("out");
+    let src = fixture("dirs/sharded");
+    let policy = work.path().join("policy.json");
+    let mut p: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox-policy/default.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    p["fuel_base"] = serde_json::json!(p["fuel_base"].as_u64().unwrap() + 1);
+    fs::write(&policy, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
+    let convert = |extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            &key,
+            "--json",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        let run = decant(&args);
+        assert_eq!(run.code, 0, "{extra:?}: {}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        v["directory"]["reused"].as_array().unwrap().len()
+    };
+    assert_eq!(convert(&[]), 0);
+    assert_eq!(convert(&[]), 3, "same settings: reused");
+    assert_eq!(convert(&["--strict"]), 0, "strict after non-strict");
+    assert_eq!(convert(&["--strict"]), 3, "strict again: reused");
+    assert_eq!(
+        convert(&["--strict", "--policy", policy.to_str().unwrap()]),
+        0,
+        "another policy"
+    );
+    assert_eq!(convert(&[]), 0, "back to the default policy, not strict");
+}
+
 /// The directory receipt vouches for the directory as a whole.
 #[test]
 fn directory_verification_fails_on_changed_extra_or_missing_files() {
