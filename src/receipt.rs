@@ -229,8 +229,24 @@ pub fn stage_in_dir(
 }
 
 fn write_staged(pending: Pending, path: &Path, env: &Envelope) -> Result<Pending> {
+    // Every receipt decant writes must be one `decant verify` reads: refuse
+    // here, before any output is published, rather than sign a receipt the
+    // gate would reject as too large.
+    let line = to_line(env);
+    if line.len() > crate::verify::MAX_RECEIPT_BYTES {
+        return Err(Error::new(
+            Kind::Limit,
+            format!(
+                "the receipt for {} would be {} bytes, more than the {} decant verify reads",
+                path.display(),
+                line.len(),
+                crate::verify::MAX_RECEIPT_BYTES
+            ),
+            "the conversion reports too many or too long dropped or tied names; convert the files in smaller groups, or rename the entries",
+        ));
+    }
     let mut file = pending.file()?;
-    file.write_all(to_line(env).as_bytes()).map_err(|e| {
+    file.write_all(line.as_bytes()).map_err(|e| {
         Error::io(
             format!("cannot write the receipt for {}", path.display()),
             &e,
@@ -441,6 +457,33 @@ pub(crate) mod tests {
         drop(stage(&other, &env).unwrap());
         assert!(!other.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Issue 9: `convert --key` could sign a receipt that `decant verify`
+    /// then refused as too large (DSSE base64 grows a 13 MB report past the
+    /// 16 MiB verify reads). Such a receipt is refused before anything is
+    /// published, as a limit, and leaves no file.
+    #[test]
+    fn a_receipt_verify_would_refuse_as_too_large_is_never_written() {
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.intoto.jsonl");
+        let big = json!({"dropped": "n".repeat(13 << 20)});
+        let Err(e) = stage(&path, &sign_statement(&big, &key)) else {
+            panic!("an oversized receipt was staged");
+        };
+        assert_eq!(e.kind, Kind::Limit, "{e:?}");
+        assert!(
+            e.message
+                .contains("more than the 16777216 decant verify reads"),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Just under the limit is written, and verify reads it.
+        let fits = json!({"dropped": "n".repeat(11 << 20)});
+        let staged = stage(&path, &sign_statement(&fits, &key)).unwrap();
+        publish(staged, false).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() <= crate::verify::MAX_RECEIPT_BYTES as u64);
     }
 
     fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
