@@ -13,6 +13,9 @@ mod input;
 mod text;
 pub mod value;
 
+/// `int()` of a record's bytes, for the zip reader's `.storage_alignment`.
+pub use text::python_int_literal;
+
 use crate::dtype::DType;
 use crate::error::{corrupt, global as refuse_global, limit, unsupported, Result};
 use crate::source::Source;
@@ -163,24 +166,6 @@ fn is_inert_tensor_attribute(name: &str) -> bool {
 
 /// The opcodes of protocol 0, the text protocol.
 const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
-
-/// Whether Python's `int()` accepts these bytes as a base-10 integer:
-/// surrounding ASCII whitespace, an optional sign, digits with single
-/// underscores between them (`b" 64\n"`, `b"-1"`, `b"6_4"`).
-pub fn python_int_literal(b: &[u8]) -> bool {
-    // C's isspace, as `PyLong_FromString` strips (vertical tab included).
-    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
-    let t = &b[start..end];
-    let t = t
-        .strip_prefix(b"-")
-        .or_else(|| t.strip_prefix(b"+"))
-        .unwrap_or(t);
-    !t.is_empty()
-        && t.split(|&c| c == b'_')
-            .all(|part| !part.is_empty() && part.iter().all(u8::is_ascii_digit))
-}
 
 /// Whether `byte` is a pickle opcode, i.e. a file starting with it may be a
 /// pickle stream of some protocol (0 and 1 have no PROTO header).
@@ -955,9 +940,11 @@ impl Run<'_, '_> {
                 self.at(pos)
             )));
         }
-        let key_values: Vec<Value> = items.iter().step_by(2).copied().collect();
-        self.check_hashable(&key_values, "dict key", pos)?;
-        let keys: Vec<Key> = items.chunks(2).map(|kv| self.m.heap.key(kv[0])).collect();
+        let mut keys = Vec::with_capacity(items.len() / 2);
+        for kv in items.chunks(2) {
+            self.check_hashable(&kv[..1], "dict key", pos)?;
+            keys.push(self.m.heap.key(kv[0]));
+        }
         if let Value::Obj(id) = target {
             if let Obj::Dict(d) = self.m.heap.get_mut(id) {
                 for (key, kv) in keys.into_iter().zip(items.chunks(2)) {
@@ -1098,23 +1085,21 @@ impl Run<'_, '_> {
     /// one way or the other.
     fn new_object(&mut self, cls: Value, args: Value, pos: u64) -> Result<Value> {
         let no_args = self.m.heap.tuple(args).is_some_and(<[Value]>::is_empty);
+        let ignoring_new = |g: &Global| match g {
+            Global::OrderedDict => Some("collections.OrderedDict"),
+            Global::Set => Some("set"),
+            Global::Bytearray => Some("bytearray"),
+            _ => None,
+        };
         match self.m.heap.obj(cls) {
-            Some(Obj::Global(Global::OrderedDict | Global::Set | Global::Bytearray))
-                if !no_args =>
-            {
-                Err(unsupported(
-                    format!(
-                        "NEWOBJ at {} passes arguments that {}.__new__ ignores",
-                        self.at(pos),
-                        match self.m.heap.obj(cls) {
-                            Some(Obj::Global(Global::OrderedDict)) => "collections.OrderedDict",
-                            Some(Obj::Global(Global::Set)) => "set",
-                            _ => "bytearray",
-                        }
-                    ),
-                    "torch.save never writes this; the file was crafted",
-                ))
-            }
+            Some(Obj::Global(g)) if !no_args && ignoring_new(g).is_some() => Err(unsupported(
+                format!(
+                    "NEWOBJ at {} passes arguments that {}.__new__ ignores",
+                    self.at(pos),
+                    ignoring_new(g).unwrap_or_default()
+                ),
+                "torch.save never writes this; the file was crafted",
+            )),
             // Classes whose `__new__` builds what a call would.
             Some(Obj::Global(
                 Global::OrderedDict

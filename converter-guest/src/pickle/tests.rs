@@ -1960,34 +1960,3 @@ fn legacy_view_metadata_past_storage_refused() {
         "storage view v is declared again",
     );
 }
-
-#[test]
-fn storage_alignment_reads_like_python_int() {
-    // torch calls int() on `.storage_alignment`; decant refused " 64" and
-    // "6_4", which torch loads, with a message saying torch fails.
-    use super::python_int_literal;
-    for ok in [
-        &b"64"[..],
-        b" 64",
-        b"-1",
-        b"6_4",
-        b"64\n",
-        b"\x0b64\x0c",
-        b"+7",
-    ] {
-        assert!(python_int_literal(ok), "{ok:?}");
-    }
-    for bad in [
-        &b""[..],
-        b" ",
-        b"6__4",
-        b"_64",
-        b"64_",
-        b"+",
-        b"1 2",
-        b"abc",
-        b"0x40",
-    ] {
-        assert!(!python_int_literal(bad), "{bad:?}");
-    }
-}

@@ -1,4 +1,5 @@
-//! Decoding of protocol-0 text arguments (STRING, UNICODE, INT, LONG).
+//! Python's readings of text: protocol-0 arguments (STRING, UNICODE, INT,
+//! LONG, FLOAT) and `int()` of a record's bytes.
 
 /// A Python string literal as `repr` writes it: `'...'` or `"..."` with
 /// backslash escapes. Returns the raw bytes.
@@ -87,6 +88,24 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// Whether Python's `int()` accepts these bytes as a base-10 integer:
+/// surrounding ASCII whitespace, an optional sign, digits with single
+/// underscores between them (`b" 64\n"`, `b"-1"`, `b"6_4"`).
+pub fn python_int_literal(b: &[u8]) -> bool {
+    // C's isspace, as `PyLong_FromString` strips (vertical tab included).
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    let t = t
+        .strip_prefix(b"-")
+        .or_else(|| t.strip_prefix(b"+"))
+        .unwrap_or(t);
+    !t.is_empty()
+        && t.split(|&c| c == b'_')
+            .all(|part| !part.is_empty() && part.iter().all(u8::is_ascii_digit))
 }
 
 /// A decimal integer as Python's `repr` writes it: an optional `-`, then
@@ -209,5 +228,35 @@ mod tests {
         assert_eq!(python_string_literal(br"'a\'b\x41\n'").unwrap(), b"a'bA\n");
         assert!(python_string_literal(b"'unterminated").is_none());
         assert_eq!(raw_unicode_escape(br"caf\u00e9").unwrap(), "café");
+    }
+
+    #[test]
+    fn storage_alignment_reads_like_python_int() {
+        // torch calls int() on `.storage_alignment`; decant refused " 64" and
+        // "6_4", which torch loads, with a message saying torch fails.
+        for ok in [
+            &b"64"[..],
+            b" 64",
+            b"-1",
+            b"6_4",
+            b"64\n",
+            b"\x0b64\x0c",
+            b"+7",
+        ] {
+            assert!(python_int_literal(ok), "{ok:?}");
+        }
+        for bad in [
+            &b""[..],
+            b" ",
+            b"6__4",
+            b"_64",
+            b"64_",
+            b"+",
+            b"1 2",
+            b"abc",
+            b"0x40",
+        ] {
+            assert!(!python_int_literal(bad), "{bad:?}");
+        }
     }
 }

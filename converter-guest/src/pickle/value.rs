@@ -110,11 +110,6 @@ impl Dict {
         }
     }
 
-    /// Whether an entry with this key exists.
-    pub fn contains(&self, key: &Key) -> bool {
-        self.index.contains_key(key)
-    }
-
     pub fn insert(&mut self, key: Key, k: Value, v: Value) {
         match self.index.get(&key) {
             Some(&i) => self.entries[i].1 = v,

@@ -171,12 +171,6 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         ) || name
             .strip_prefix("data/")
             .is_some_and(|k| !k.is_empty() && !k.contains('/'));
-        if name == "constants.pkl" || name.starts_with("code/") {
-            return Err(unsupported(
-                "TorchScript archive (torch.jit.save), not a torch.save checkpoint",
-                "load it with torch.jit.load and save its state_dict() with torch.save",
-            ));
-        }
         if !known {
             return Err(corrupt(format!(
                 "unexpected record {}/{} in the archive",
