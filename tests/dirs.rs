@@ -21,6 +21,21 @@ fn keygen(dir: &Path) -> (String, String) {
     )
 }
 
+/// `decant convert SRC -o OUT --key KEY --json EXTRA...`.
+fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--key",
+        key,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    decant(&args)
+}
+
 fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
     let receipt = out.join("decant.intoto.jsonl");
     let mut args = vec![
@@ -231,19 +246,7 @@ fn rerun_reuses_outputs_with_a_valid_receipt() {
     let (key, public) = keygen(work.path());
     let out = work.path().join("out");
     let src = fixture("dirs/sharded");
-    let convert = |extra: &[&str]| {
-        let mut args = vec![
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-            &key,
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        decant(&args)
-    };
+    let convert = |extra: &[&str]| convert_signed(&src, &out, &key, extra);
     assert_eq!(convert(&[]).code, 0);
     let run = convert(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -293,18 +296,7 @@ fn rerun_under_another_policy_or_strictness_converts_again() {
     p["fuel_base"] = serde_json::json!(p["fuel_base"].as_u64().unwrap() + 1);
     fs::write(&policy, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
     let convert = |extra: &[&str]| {
-        let mut args = vec![
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-            &key,
-            "--json",
-            "--force",
-        ];
-        args.extend_from_slice(extra);
-        let run = decant(&args);
+        let run = convert_signed(&src, &out, &key, &[extra, &["--force"]].concat());
         assert_eq!(run.code, 0, "{extra:?}: {}", run.stderr);
         let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
         v["directory"]["reused"].as_array().unwrap().len()
