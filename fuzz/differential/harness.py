@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Differential testing of decant against torch.load(weights_only=True).
 
-    /work/torchvenv/bin/python fuzz/differential/harness.py --seed 1 --minutes 30
-    /work/torchvenv/bin/python fuzz/differential/harness.py --seed 1 --cases 2000 --save /tmp/diff
+From the repository root, in a throwaway venv:
+
+    python3 -m venv /tmp/decant-torch
+    /tmp/decant-torch/bin/pip install torch==2.15.0 safetensors==0.8.0 numpy
+    cargo build -p decant-diff-runner
+    /tmp/decant-torch/bin/python fuzz/differential/harness.py --seed 1 --minutes 30
+    /tmp/decant-torch/bin/python fuzz/differential/harness.py --seed 1 --cases 2000 --save /tmp/diff
 
 A pool of torch worker processes (this file with --worker) generates each case
 (gen.py) and computes torch's reference (ref.py); one decant-diff-runner
