@@ -1,14 +1,15 @@
-//! The command line: argument parsing, human and `--json` output, exit
-//! statuses. Everything else lives in the library.
+//! The command line: parses arguments, calls the library, renders the
+//! result ([`crate::render`]) and maps it to an exit status. Nothing else:
+//! every decision lives in the library, where tests reach it.
 
-use crate::convert::{self, Converted, Options};
-use crate::error::{Error, Result};
-use crate::keys;
-use crate::output;
+use crate::convert::{self, Options, Signing};
+use crate::error::{Error, Kind, Result};
 use crate::policy::Policy;
+use crate::render;
 use crate::sandbox::Sandbox;
+use crate::trust::keys;
 use clap::{Parser, Subcommand};
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -108,7 +109,15 @@ enum Command {
 
 /// Runs the command line; returns the process exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run_args(std::env::args_os().collect())
+}
+
+/// [`main`] for the given arguments (the first is the program name).
+pub fn run_args(args: Vec<OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(&e, &args),
+    };
     let json = match &cli.command {
         Command::Convert { json, .. }
         | Command::Inspect { json, .. }
@@ -118,48 +127,99 @@ pub fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            report_error(&e, json);
+            render::error(&e, json);
             ExitCode::from(e.kind.exit_code())
         }
     }
 }
 
-fn report_error(e: &Error, json: bool) {
-    if json {
-        let v = serde_json::json!({
-            "status": if e.kind.exit_code() == 1 { "refused" } else { "error" },
-            "kind": e.kind,
-            "message": e.message,
-            "hint": e.hint,
-        });
-        println!("{v}");
-    } else {
-        eprintln!("decant: {}", e.message);
-        eprintln!("hint: {}", e.hint);
+/// Help and version go to stdout as clap writes them; every other argument
+/// error becomes a usage error in decant's own format (`decant:` what,
+/// `hint:` what to do; one JSON object with `--json`), exit 2.
+fn argument_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        render::emit(&e.render().to_string());
+        return ExitCode::SUCCESS;
     }
+    let json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    let err = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        Error::new(
+            Kind::Usage,
+            "no command given",
+            "usage: decant <COMMAND>; run decant --help to see the commands",
+        )
+    } else {
+        usage_error(&e.render().to_string(), subcommand(args))
+    };
+    render::error(&err, json);
+    ExitCode::from(err.kind.exit_code())
+}
+
+/// The subcommand named on the command line, if it is one of decant's.
+fn subcommand(args: &[OsString]) -> Option<&'static str> {
+    let first = args.get(1)?.to_str()?;
+    ["keygen", "convert", "verify", "inspect"]
+        .into_iter()
+        .find(|c| *c == first)
+}
+
+/// clap's rendered error as one line of what and one of hint: the message
+/// paragraph joined into one line, clap's tips and the usage line as the
+/// hint (or where to read the usage).
+fn usage_error(rendered: &str, subcommand: Option<&str>) -> Error {
+    let mut message = Vec::new();
+    let mut tips = Vec::new();
+    let mut usage = None;
+    let mut in_message = true;
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            in_message = false;
+            continue;
+        }
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if let Some(t) = line.strip_prefix("tip: ") {
+            tips.push(t.to_string());
+        } else if line.starts_with("For more information") {
+        } else if in_message {
+            message.push(line.strip_prefix("error: ").unwrap_or(line).to_string());
+        }
+    }
+    let mut hint = tips.join("; ");
+    if let Some(u) = usage {
+        if !hint.is_empty() {
+            hint.push_str("; ");
+        }
+        hint.push_str(&format!("usage: {u}"));
+    }
+    if hint.is_empty() {
+        hint = match subcommand {
+            Some(c) => format!("run decant {c} --help"),
+            None => "run decant --help".into(),
+        };
+    }
+    Error::new(Kind::Usage, message.join(" "), hint)
 }
 
 fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
-    let policy = match policy {
-        Some(p) => Policy::load(&p)?,
-        None => Policy::default_policy(),
-    };
-    Sandbox::new(crate::guest::WASM, policy)
+    Sandbox::new(crate::guest::WASM, Policy::from_option(policy.as_deref())?)
 }
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Keygen { keyfile } => {
             let public = keys::generate(&keyfile)?;
-            println!(
-                "wrote {} (private, mode 0600) and {}",
-                keyfile.display(),
-                keys::public_path(&keyfile).display()
-            );
-            println!("  keyid {}", keys::keyid(&public));
-            println!(
-                "  fingerprint (sha256 of the SPKI DER) {}",
-                keys::fingerprint(&public)
+            render::keygen(
+                &keyfile,
+                &keys::public_path(&keyfile),
+                &keys::keyid(&public),
+                &keys::fingerprint(&public),
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -174,96 +234,54 @@ fn run(command: Command) -> Result<ExitCode> {
             force,
             json,
         } => {
+            if src.is_dir() && receipt.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--receipt does not apply to a directory",
+                    "a directory's receipt is always OUTDIR/decant.intoto.jsonl",
+                ));
+            }
+            if !src.is_dir() && jobs.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--jobs applies to model directories",
+                    "a single checkpoint is converted by one job",
+                ));
+            }
             // Everything that can fail before the conversion is checked first.
-            let signing = key.as_deref().map(keys::load_signing_key).transpose()?;
+            let key = key.as_deref().map(keys::load_signing_key).transpose()?;
+            let sandbox = sandbox(policy)?;
             if src.is_dir() {
-                if receipt.is_some() {
-                    return Err(Error::new(
-                        crate::error::Kind::Usage,
-                        "--receipt does not apply to a directory",
-                        "a directory's receipt is always OUTDIR/decant.intoto.jsonl",
-                    ));
-                }
-                let jobs = jobs
-                    .map(usize::from)
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-                let sandbox = sandbox(policy)?;
                 let opts = crate::model_dir::Options {
                     source: src,
                     output: out,
                     strict,
                     force,
-                    jobs,
-                    key: signing,
+                    jobs: jobs.map(usize::from).unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    }),
+                    key,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
                 progress.finish();
-                let done = done?;
-                crate::progress::print_dir(&done, json);
+                render::dir_converted(&done?, json);
                 return Ok(ExitCode::SUCCESS);
             }
-            if jobs.is_some() {
-                return Err(Error::new(
-                    crate::error::Kind::Usage,
-                    "--jobs applies to model directories",
-                    "a single checkpoint is converted by one job",
-                ));
-            }
             let opts = Options {
-                output: Some(out.unwrap_or_else(|| convert::default_output(&src))),
                 source: src,
+                output: out,
                 strict,
                 force,
             };
-            let receipt_path = signing.as_ref().map(|_| {
-                receipt.unwrap_or_else(|| {
-                    crate::receipt::default_path(opts.output.as_deref().expect("set above"))
-                })
-            });
-            if let Some(path) = &receipt_path {
-                output::check_target(path, force)?;
-            }
-            let sandbox = sandbox(policy)?;
-            let prepared = convert::prepare(&sandbox, &opts)?;
-            // The receipt is staged before the output is published, so an
-            // output never appears without its receipt for lack of space.
-            let staged = match (&signing, &receipt_path) {
-                (Some(key), Some(path)) => {
-                    let env = crate::receipt::sign_statement(
-                        &crate::receipt::statement(&receipt_input(
-                            &prepared.converted,
-                            &sandbox,
-                            strict,
-                        )),
-                        key,
-                    );
-                    Some((crate::receipt::stage(path, &env)?, path.clone()))
-                }
-                _ => None,
-            };
-            let done = prepared.publish()?;
-            let receipt_written = match staged {
-                Some((pending, path)) => {
-                    crate::receipt::publish(pending, force)?;
-                    Some(path)
-                }
-                None => None,
-            };
-            print_converted(&done, receipt_written.as_deref(), json);
+            let signing = key.map(|key| Signing { key, receipt });
+            let done = convert::convert_file(&sandbox, &opts, signing.as_ref())?;
+            render::converted(&done, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { src, policy, json } => {
-            let sandbox = sandbox(policy)?;
-            let report = convert::inspect(&sandbox, &src)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"status": "inspected", "source": src, "report": report})
-                );
-            } else {
-                print_inspection(&src, &report);
-            }
+            let report = convert::inspect(&sandbox(policy)?, &src)?;
+            render::inspection(&src, &report, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify {
@@ -278,7 +296,7 @@ fn run(command: Command) -> Result<ExitCode> {
             policy,
             json,
         } => {
-            let args = crate::gate::Args {
+            let outcome = crate::gate::run(&crate::gate::Args {
                 artifact,
                 receipt,
                 trusted_keys,
@@ -288,146 +306,13 @@ fn run(command: Command) -> Result<ExitCode> {
                 allow_converters,
                 reproduce,
                 policy,
-            };
-            let outcome = crate::gate::run(&args)?;
-            outcome.print(&args, json);
+            })?;
+            render::verification(&outcome, json);
             Ok(if outcome.passed() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-    }
-}
-
-fn receipt_input<'a>(
-    c: &'a Converted,
-    sandbox: &'a Sandbox,
-    strict: bool,
-) -> crate::receipt::ReceiptInput<'a> {
-    let name = |p: &std::path::Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    crate::receipt::ReceiptInput {
-        subjects: vec![(name(&c.output), c.output_sha256.clone())],
-        sources: vec![crate::receipt::SourceFile {
-            name: name(&c.source),
-            sha256: c.source_sha256.clone(),
-            bytes: c.source_bytes,
-        }],
-        source_param: name(&c.source),
-        converter_sha256: crate::guest::sha256(),
-        policy: sandbox.policy(),
-        strict,
-        reports: vec![(crate::receipt::REPORT_NAME.into(), &c.report)],
-        started: c.started,
-        finished: c.finished,
-    }
-}
-
-fn print_converted(c: &Converted, receipt: Option<&std::path::Path>, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"status": "converted", "conversion": c, "receipt": receipt})
-        );
-        return;
-    }
-    let r = &c.report;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "converted {} -> {} ({} tensors, {} bytes, sha256 {})",
-        c.source.display(),
-        c.output.display(),
-        r.tensors,
-        c.output_bytes,
-        c.output_sha256
-    );
-    let _ = writeln!(
-        out,
-        "  source: {} format, pickle protocol {}, {} byte order, sha256 {}",
-        r.format, r.pickle_protocol, r.byteorder, c.source_sha256
-    );
-    print_aliases(&mut out, r, " (recorded in __metadata__)");
-    if r.dropped_total > 0 {
-        let _ = writeln!(out, "  dropped {} non-tensor entries:", r.dropped_total);
-        for d in &r.dropped {
-            let _ = writeln!(out, "    {} ({})", crate::error::one_line(&d.name), d.kind);
-        }
-    }
-    if !r.ignored.is_empty() {
-        let _ = writeln!(
-            out,
-            "  converted only state_dict; ignored top-level entries: {}",
-            crate::error::one_line(&r.ignored.join(", "))
-        );
-    }
-    if let Some(path) = receipt {
-        let _ = writeln!(out, "  receipt: {}", path.display());
-    }
-}
-
-fn print_inspection(src: &std::path::Path, r: &decant_abi::Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{}: {} format, pickle protocol {}, {} byte order, {} tensors",
-        src.display(),
-        r.format,
-        r.pickle_protocol,
-        r.byteorder,
-        r.tensors
-    );
-    for t in &r.tensor_list {
-        let _ = writeln!(
-            out,
-            "  {} {} {:?}{}",
-            crate::error::one_line(&t.name),
-            t.dtype,
-            t.shape,
-            if t.strided { " (strided view)" } else { "" }
-        );
-    }
-    print_aliases(&mut out, r, "");
-    for d in &r.dropped {
-        let _ = writeln!(
-            out,
-            "  not a tensor: {} ({})",
-            crate::error::one_line(&d.name),
-            d.kind
-        );
-    }
-    if !r.ignored.is_empty() {
-        let _ = writeln!(
-            out,
-            "  outside state_dict: {}",
-            crate::error::one_line(&r.ignored.join(", "))
-        );
-    }
-    let _ = writeln!(out, "  globals: {}", r.globals.join(", "));
-}
-
-/// Most tied-weight lines printed; the rest are counted (the output's
-/// `__metadata__` and `--json` have them all).
-const MAX_PRINTED_ALIASES: usize = 20;
-
-fn print_aliases(out: &mut impl Write, r: &decant_abi::Report, suffix: &str) {
-    for (removed, kept) in r.aliases.iter().take(MAX_PRINTED_ALIASES) {
-        let _ = writeln!(
-            out,
-            "  tied: {} = {}{suffix}",
-            crate::error::one_line(removed),
-            crate::error::one_line(kept)
-        );
-    }
-    if r.aliases.len() > MAX_PRINTED_ALIASES {
-        let _ = writeln!(
-            out,
-            "  ... and {} more tied names",
-            r.aliases.len() - MAX_PRINTED_ALIASES
-        );
     }
 }

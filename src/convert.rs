@@ -3,9 +3,13 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::output::{self, Pending};
+use crate::policy::Policy;
+use crate::receipt::{ReceiptInput, SourceFile};
 use crate::sandbox::{Entry, OutputSink, Sandbox};
+use crate::trust::statement::{ReceiptReport, Sha256Hex};
 use crate::validate;
 use decant_abi::{Outcome, Report};
+use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -86,10 +90,10 @@ pub fn sha256_file(file: &File) -> std::io::Result<String> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
+        match buf.get(..n) {
+            Some([]) | None => return Ok(hex::encode(h.finalize())),
+            Some(chunk) => h.update(chunk),
         }
-        h.update(&buf[..n]);
     }
 }
 
@@ -139,6 +143,100 @@ impl Prepared {
     pub fn publish(self) -> Result<Converted> {
         self.pending.publish(self.force)?;
         Ok(self.converted)
+    }
+
+    /// The staged output and what it holds, for publishing with others.
+    pub fn into_parts(self) -> (Pending, Converted) {
+        (self.pending, self.converted)
+    }
+}
+
+/// Where to sign a receipt for a conversion.
+pub struct Signing {
+    pub key: SigningKey,
+    /// The receipt's path (file mode; a directory's receipt is always
+    /// `OUT/decant.intoto.jsonl`).
+    pub receipt: Option<PathBuf>,
+}
+
+/// A published single-file conversion.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileConverted {
+    pub conversion: Converted,
+    pub receipt: Option<PathBuf>,
+}
+
+/// Converts one checkpoint and, with a key, signs its receipt: output and
+/// receipt are both staged before either is published, so an output never
+/// appears without its receipt.
+pub fn convert_file(
+    sandbox: &Sandbox,
+    opts: &Options,
+    signing: Option<&Signing>,
+) -> Result<FileConverted> {
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&opts.source));
+    let receipt_path = signing.map(|s| {
+        s.receipt
+            .clone()
+            .unwrap_or_else(|| crate::receipt::default_path(&output))
+    });
+    if let Some(path) = &receipt_path {
+        output::check_target(path, opts.force).map_err(|mut e| {
+            e.hint = "pass --force to replace it, or choose another path with --receipt".into();
+            e
+        })?;
+    }
+    let opts = Options {
+        output: Some(output),
+        ..opts.clone()
+    };
+    let prepared = prepare(sandbox, &opts)?;
+    let staged = match (signing, &receipt_path) {
+        (Some(s), Some(path)) => Some(crate::receipt::StagedReceipt::stage(
+            &receipt_input(&prepared.converted, sandbox.policy(), opts.strict),
+            &s.key,
+            path,
+            opts.force,
+        )?),
+        _ => None,
+    };
+    let (pending, conversion) = prepared.into_parts();
+    let receipt = crate::receipt::publish_all(vec![pending], opts.force, staged)?;
+    Ok(FileConverted {
+        conversion,
+        receipt,
+    })
+}
+
+fn receipt_input<'a>(c: &Converted, policy: &'a Policy, strict: bool) -> ReceiptInput<'a> {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    ReceiptInput {
+        subjects: vec![(
+            name(&c.output),
+            Sha256Hex::from_computed(c.output_sha256.clone()),
+        )],
+        sources: vec![SourceFile {
+            name: name(&c.source),
+            sha256: Sha256Hex::from_computed(c.source_sha256.clone()),
+            bytes: c.source_bytes,
+        }],
+        source_param: name(&c.source),
+        converter_sha256: crate::guest::sha256(),
+        policy,
+        strict,
+        reports: vec![(
+            crate::receipt::REPORT_NAME.into(),
+            ReceiptReport::from_report(&c.report),
+        )],
+        started: c.started,
+        finished: c.finished,
     }
 }
 

@@ -5,12 +5,12 @@
 //! and fails if the bytes differ. Building the host never needs the wasm
 //! target.
 
-use sha2::{Digest, Sha256};
+use crate::trust::statement::Sha256Hex;
 
 /// The converter module.
 pub const WASM: &[u8] = include_bytes!("../converter-guest/dist/decant_guest.wasm");
 
-/// sha256 of [`WASM`], hex.
-pub fn sha256() -> String {
-    hex::encode(Sha256::digest(WASM))
+/// sha256 of [`WASM`].
+pub fn sha256() -> Sha256Hex {
+    Sha256Hex::of(WASM)
 }

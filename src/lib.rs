@@ -23,16 +23,16 @@
 
 pub mod cli;
 pub mod convert;
-pub mod dsse;
 pub mod error;
 pub mod gate;
 pub mod guest;
-pub mod keys;
 pub mod model_dir;
 pub mod output;
 pub mod policy;
 pub mod progress;
 pub mod receipt;
+pub mod render;
 pub mod sandbox;
+pub mod served;
+pub mod trust;
 pub mod validate;
-pub mod verify;

@@ -17,19 +17,21 @@
 
 use crate::convert::{self, default_output, sha256_file, Converted, Job, Prepared};
 use crate::error::{Error, Kind, Result};
+use crate::guest;
 use crate::output::{self, Pending};
-use crate::receipt::{self, SourceFile};
+use crate::policy::Policy;
+use crate::receipt::{self, SourceFile, StagedReceipt};
 use crate::sandbox::Sandbox;
-use crate::{guest, verify};
+use crate::trust::dsse::MAX_RECEIPT_BYTES;
+use crate::trust::statement::{ReceiptReport, Sha256Hex};
+use crate::trust::verify::{self, Trust};
 use cap_std::fs::Dir;
-use decant_abi::Report;
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// The sharded-checkpoint index Hugging Face writes next to `.bin` shards.
@@ -282,7 +284,8 @@ fn new_index(index: &Value, total_size: u64) -> Vec<u8> {
             m.insert("total_size".into(), total_size.into());
         }
     }
-    let mut bytes = serde_json::to_vec_pretty(&v).expect("a JSON value serialises");
+    // Serialising a Value cannot fail (its keys are strings).
+    let mut bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
     bytes.push(b'\n');
     bytes
 }
@@ -290,70 +293,69 @@ fn new_index(index: &Value, total_size: u64) -> Vec<u8> {
 /// An output kept from an earlier run, with what its receipt said.
 struct Reused {
     file: FilePlan,
-    source_sha256: String,
-    report: Report,
-    output_sha256: String,
+    source_sha256: Sha256Hex,
+    report: ReceiptReport,
+    output_sha256: Sha256Hex,
 }
 
-/// An earlier receipt for this output directory, verified with the current
-/// key, naming this binary's converter, the current policy and the current
-/// strictness: outputs it vouches for, from the same source bytes, are
-/// reused, because a fresh run would vouch for exactly them. A receipt made
-/// under another policy or strictness vouches for nothing here (a narrower
-/// policy or `--strict` may refuse what the earlier run converted).
+/// What an earlier receipt for this output directory vouches for, if a
+/// fresh run would vouch for the same: it authenticates with the current
+/// key and names this binary's converter, the current policy and the
+/// current strictness. Outputs it names, from the same source bytes, are
+/// then reused. A receipt made under another key, converter, policy or
+/// strictness vouches for nothing here (a narrower policy or `--strict` may
+/// refuse what the earlier run converted).
 struct Previous {
-    sources: BTreeMap<String, String>,
-    subjects: BTreeMap<String, String>,
-    reports: BTreeMap<String, Report>,
+    sources: BTreeMap<String, Sha256Hex>,
+    subjects: BTreeMap<String, Sha256Hex>,
+    reports: BTreeMap<String, ReceiptReport>,
 }
 
 fn previous_receipt(
     out: &Dir,
     key: &SigningKey,
-    policy_sha256: &str,
+    policy: &Policy,
     strict: bool,
 ) -> Option<Previous> {
-    let bytes = out.read(RECEIPT).ok()?;
-    let v = verify::verify_detailed(&verify::Request {
-        artifact_sha256: String::new(),
-        directory_files: Some(Vec::new()),
-        envelope_json: &bytes,
-        trusted: vec![key.verifying_key()],
-        trusted_converters: vec![guest::sha256()],
-        source_sha256_pin: None,
-        policy_sha256_pin: Some(policy_sha256.to_string()),
-    });
-    let s = v.statement?;
-    let earlier_strict = &s["predicate"]["buildDefinition"]["externalParameters"]["strict"];
-    if earlier_strict.as_str() != Some(if strict { "true" } else { "false" }) {
+    let file = out.open(RECEIPT).ok()?.into_std();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_RECEIPT_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .ok()?;
+    let keys = [key.verifying_key()];
+    let converters = [guest::sha256()];
+    let s = verify::authenticate(
+        &bytes,
+        Trust {
+            keys: &keys,
+            converters: &converters,
+        },
+    )?;
+    if *s.policy_sha256() != policy.sha256 || s.strict() != strict {
         return None;
     }
-    // The signature, statement and converter must hold; the subject check
-    // is replaced by comparing each file below.
-    let trusted = v
-        .checks
-        .iter()
-        .filter(|c| c.name != verify::SUBJECT)
-        .all(|c| c.passed);
-    if !trusted {
-        return None;
-    }
-    let sources = verify::statement_sources(&s)
-        .into_iter()
-        .flatten()
-        .collect();
-    let reports = s["predicate"]["runDetails"]["byproducts"]
-        .as_array()?
-        .iter()
-        .filter_map(|b| {
-            let name = b["name"].as_str()?.strip_suffix(REPORT_SUFFIX)?.to_string();
-            Some((name, serde_json::from_value(b["annotations"].clone()).ok()?))
-        })
-        .collect();
     Some(Previous {
-        sources,
-        subjects: verify::statement_subjects(&s).into_iter().collect(),
-        reports,
+        sources: s
+            .sources()
+            .map(|(d, _)| (d.name.clone(), d.digest.sha256.clone()))
+            .collect(),
+        subjects: s
+            .subject
+            .iter()
+            .map(|sub| (sub.name.clone(), sub.digest.sha256.clone()))
+            .collect(),
+        reports: s
+            .predicate
+            .run_details
+            .byproducts
+            .iter()
+            .filter_map(|b| {
+                let output = b.name.strip_suffix(REPORT_SUFFIX)?;
+                Some((output.to_string(), b.annotations.clone()))
+            })
+            .collect(),
     })
 }
 
@@ -364,9 +366,9 @@ fn file_name(p: &Path) -> String {
 }
 
 /// sha256 of a file beneath `dir`, if it can be opened and read.
-pub fn file_sha256(dir: &Dir, name: &str) -> Option<String> {
+pub fn file_sha256(dir: &Dir, name: &str) -> Option<Sha256Hex> {
     let f = dir.open(name).ok()?.into_std();
-    sha256_file(&f).ok()
+    sha256_file(&f).ok().map(Sha256Hex::from_computed)
 }
 
 /// Tensor data bytes of an existing safetensors file.
@@ -402,7 +404,7 @@ pub fn convert_dir(
     let previous = opts
         .key
         .as_ref()
-        .and_then(|k| previous_receipt(&out, k, &sandbox.policy().sha256, opts.strict));
+        .and_then(|k| previous_receipt(&out, k, sandbox.policy(), opts.strict));
     let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
     if let Some(prev) = &previous {
         for f in &plan.files {
@@ -453,38 +455,51 @@ pub fn convert_dir(
         });
     }
 
-    // Convert in parallel into temp files.
+    // Convert in parallel into temp files; each worker takes the next file
+    // and keeps its own results, so no lock is shared.
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Prepared>>>> =
-        Mutex::new((0..todo.len()).map(|_| None).collect());
+    let mut results: BTreeMap<usize, Result<Prepared>> = BTreeMap::new();
     std::thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(f) = todo.get(i) else { return };
-                let r = convert_one(sandbox, opts, &src, &out, &out_path, f);
-                if let Ok(p) = &r {
-                    on_event(Event::Converted(&p.converted));
-                }
-                results.lock().expect("no worker panics holding the lock")[i] = Some(r);
-            });
+        let workers: Vec<_> = (0..opts.jobs.clamp(1, todo.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = todo.get(i) else { return mine };
+                        let r = convert_one(sandbox, opts, &src, &out, &out_path, f);
+                        if let Ok(p) = &r {
+                            on_event(Event::Converted(&p.converted));
+                        }
+                        mine.push((i, r));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A worker that panicked loses its results; the files it took
+            // are reported as failed below.
+            results.extend(worker.join().unwrap_or_default());
         }
     });
-    let results = results.into_inner().expect("workers are done");
     let mut prepared = Vec::new();
     let mut failures = Vec::new();
-    for (f, r) in todo.iter().zip(results) {
-        match r.expect("every job ran") {
-            Ok(p) => prepared.push(p),
-            Err(e) => failures.push((f.source.clone(), e)),
+    for (i, f) in todo.iter().enumerate() {
+        match results.remove(&i) {
+            Some(Ok(p)) => prepared.push(p),
+            Some(Err(e)) => failures.push((f.source.clone(), e)),
+            None => failures.push((
+                f.source.clone(),
+                Error::internal("the conversion thread stopped unexpectedly"),
+            )),
         }
     }
-    if !failures.is_empty() {
+    if let Some((_, first)) = failures.first() {
         // Dropping `prepared` deletes every temp file: nothing is published.
         let kind = if failures.iter().all(|(_, e)| e.kind.exit_code() == 1) {
             Kind::Refused
         } else {
-            failures[0].1.kind
+            first.kind
         };
         let listed: Vec<String> = failures
             .iter()
@@ -499,17 +514,17 @@ pub fn convert_dir(
                 opts.source.display(),
                 listed.join("; ")
             ),
-            failures[0].1.hint.clone(),
+            first.hint.clone(),
         ));
     }
 
     // The index, from the outputs' actual tensor bytes.
     let mut index_pending = None;
-    let mut subjects: Vec<(String, String)> = Vec::new();
+    let mut subjects: Vec<(String, Sha256Hex)> = Vec::new();
     for p in &prepared {
         subjects.push((
             file_name(&p.converted.output),
-            p.converted.output_sha256.clone(),
+            Sha256Hex::from_computed(p.converted.output_sha256.clone()),
         ));
     }
     for (name, r) in &reused {
@@ -521,8 +536,8 @@ pub fn convert_dir(
             total += data_bytes(&out, name)?;
         }
         let bytes = new_index(index, total);
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        let unchanged = file_sha256(&out, OUT_INDEX).as_deref() == Some(sha.as_str());
+        let sha = Sha256Hex::of(&bytes);
+        let unchanged = file_sha256(&out, OUT_INDEX).as_ref() == Some(&sha);
         if !unchanged {
             output::check_in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX), opts.force)?;
             let pending = Pending::in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX))?;
@@ -543,7 +558,7 @@ pub fn convert_dir(
                 .iter()
                 .map(|p| SourceFile {
                     name: file_name(&p.converted.source),
-                    sha256: p.converted.source_sha256.clone(),
+                    sha256: Sha256Hex::from_computed(p.converted.source_sha256.clone()),
                     bytes: p.converted.source_bytes,
                 })
                 .collect();
@@ -558,22 +573,24 @@ pub fn convert_dir(
                 let f = open_checked(&src, INDEX, &opts.source)?.into_std();
                 sources.push(SourceFile {
                     name: INDEX.into(),
-                    sha256: sha256_file(&f).map_err(|e| Error::io("cannot read the index", &e))?,
+                    sha256: Sha256Hex::from_computed(
+                        sha256_file(&f).map_err(|e| Error::io("cannot read the index", &e))?,
+                    ),
                     bytes: f.metadata().map(|m| m.len()).unwrap_or(0),
                 });
             }
             sources.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut reports: Vec<(String, &Report)> = prepared
+            let mut reports: Vec<(String, ReceiptReport)> = prepared
                 .iter()
                 .map(|p| {
                     (
                         format!("{}{REPORT_SUFFIX}", file_name(&p.converted.output)),
-                        &p.converted.report,
+                        ReceiptReport::from_report(&p.converted.report),
                     )
                 })
                 .collect();
             for (name, r) in &reused {
-                reports.push((format!("{name}{REPORT_SUFFIX}"), &r.report));
+                reports.push((format!("{name}{REPORT_SUFFIX}"), r.report.clone()));
             }
             reports.sort_by(|a, b| a.0.cmp(&b.0));
             let dir_name = opts
@@ -582,7 +599,7 @@ pub fn convert_dir(
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| ".".into());
-            let statement = receipt::statement(&receipt::ReceiptInput {
+            let input = receipt::ReceiptInput {
                 subjects: subjects.clone(),
                 sources,
                 source_param: dir_name,
@@ -592,13 +609,15 @@ pub fn convert_dir(
                 reports,
                 started,
                 finished: SystemTime::now(),
-            });
-            let env = receipt::sign_statement(&statement, key);
-            Some(receipt::stage_in_dir(
+            };
+            // Replacing our own earlier receipt is the point of a rerun.
+            Some(StagedReceipt::stage_in_dir(
+                &input,
+                key,
                 &out,
                 RECEIPT,
                 &out_path.join(RECEIPT),
-                &env,
+                opts.force || previous.is_some(),
             )?)
         }
         None => None,
@@ -606,20 +625,14 @@ pub fn convert_dir(
 
     // Publish: outputs, index, then the receipt that covers them.
     let mut converted = Vec::new();
+    let mut pending = Vec::new();
     for p in prepared {
-        converted.push(p.publish()?);
+        let (file, c) = p.into_parts();
+        pending.push(file);
+        converted.push(c);
     }
-    if let Some(p) = index_pending {
-        p.publish(opts.force)?;
-    }
-    let receipt_path = match receipt_pending {
-        Some(p) => {
-            // Replacing our own earlier receipt is the point of a rerun.
-            receipt::publish(p, opts.force || previous.is_some())?;
-            Some(out_path.join(RECEIPT))
-        }
-        None => None,
-    };
+    pending.extend(index_pending);
+    let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending)?;
     converted.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(DirConverted {
         source: opts.source.clone(),
@@ -654,27 +667,6 @@ fn convert_one(
         },
         pending,
     )
-}
-
-/// The weight files of a converted directory (what its receipt must cover):
-/// `*.safetensors` and the safetensors index.
-pub fn weight_files(dir: &Dir, shown: &Path) -> Result<Vec<(String, String)>> {
-    let io = |e: std::io::Error| Error::io(format!("cannot read {}", shown.display()), &e);
-    let mut files = Vec::new();
-    for entry in dir.entries().map_err(io)? {
-        let name = entry
-            .map_err(io)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(".safetensors") || name == OUT_INDEX {
-            let f = open_checked(dir, &name, shown)?.into_std();
-            let sha = sha256_file(&f).map_err(|e| Error::io(format!("cannot read {name}"), &e))?;
-            files.push((name, sha));
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //! fields are rejected rather than silently ignored.
 
 use crate::error::{Error, Kind, Result};
+use crate::trust::statement::Sha256Hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use std::io::Read;
 use std::path::Path;
+
+/// Largest policy file read (the shipped one is under 1 KB).
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 /// The policy shipped with decant, used without `--policy`.
 pub const DEFAULT_POLICY: &str = include_str!("../sandbox-policy/default.json");
@@ -39,20 +43,43 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub limits: Limits,
-    /// sha256 of the policy file's bytes, hex.
-    pub sha256: String,
+    /// sha256 of the policy file's bytes.
+    pub sha256: Sha256Hex,
     /// Where it came from (`default` or the path given).
     pub origin: String,
 }
 
 impl Policy {
-    pub fn default_policy() -> Self {
-        Self::parse(DEFAULT_POLICY.as_bytes(), "default").expect("the shipped policy is valid")
+    /// The built-in policy (a unit test keeps it valid).
+    pub fn default_policy() -> Result<Self> {
+        Self::parse(DEFAULT_POLICY.as_bytes(), "default")
+    }
+
+    /// The built-in policy, or the file the user named.
+    pub fn from_option(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Self::default_policy(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read policy {}", path.display()), &e))?;
+        let io =
+            |e: std::io::Error| Error::io(format!("cannot read policy {}", path.display()), &e);
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "policy {} is larger than {MAX_POLICY_BYTES} bytes",
+                    path.display()
+                ),
+                "a sandbox policy is a small JSON file; start from sandbox-policy/default.json",
+            ));
+        }
         Self::parse(&bytes, &path.display().to_string())
     }
 
@@ -85,7 +112,7 @@ impl Policy {
         }
         Ok(Policy {
             limits,
-            sha256: hex::encode(Sha256::digest(bytes)),
+            sha256: Sha256Hex::of(bytes),
             origin: origin.to_string(),
         })
     }
@@ -104,9 +131,9 @@ mod tests {
 
     #[test]
     fn shipped_policy_parses() {
-        let p = Policy::default_policy();
+        let p = Policy::default_policy().unwrap();
         assert!(p.limits.memory_bytes >= 64 << 20);
-        assert_eq!(p.sha256.len(), 64);
+        assert_eq!(p.sha256.as_str().len(), 64);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! files, ETA) on a terminal, one line per file otherwise, nothing but the
 //! final JSON object with `--json`.
 
-use crate::model_dir::{DirConverted, Event};
+use crate::model_dir::Event;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,7 +37,7 @@ impl Progress {
                         ProgressStyle::with_template(
                             "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} (ETA {eta})",
                         )
-                        .expect("a valid template"),
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     bar.set_message(format!("0/{files} files"));
                 }
@@ -45,19 +45,13 @@ impl Progress {
             Event::Converted(c) => {
                 self.step(c.source_bytes);
                 if self.lines {
-                    println!(
-                        "converted {} -> {} ({} tensors, sha256 {})",
-                        c.source.display(),
-                        c.output.display(),
-                        c.report.tensors,
-                        c.output_sha256
-                    );
+                    crate::render::dir_file_converted(c);
                 }
             }
             Event::Reused { output, bytes } => {
                 self.step(bytes);
                 if self.lines {
-                    println!("unchanged {output} (its receipt already vouches for it)");
+                    crate::render::dir_file_reused(output);
                 }
             }
         }
@@ -78,55 +72,5 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// The summary after a directory conversion.
-pub fn print_dir(d: &DirConverted, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"status": "converted", "directory": d})
-        );
-        return;
-    }
-    println!(
-        "converted {} checkpoints in {} -> {}{}",
-        d.converted.len() + d.reused.len(),
-        d.source.display(),
-        d.output.display(),
-        if d.reused.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} unchanged)", d.reused.len())
-        }
-    );
-    if let Some(index) = &d.index {
-        println!("  index: {index}");
-    }
-    for c in &d.converted {
-        let n = c.report.aliases.len();
-        if n > 0 {
-            println!(
-                "  {}: {n} tied names recorded in __metadata__",
-                c.output.display()
-            );
-        }
-        if c.report.dropped_total > 0 {
-            println!(
-                "  {}: dropped {} non-tensor entries",
-                c.source.display(),
-                c.report.dropped_total
-            );
-        }
-    }
-    if !d.left_alone.is_empty() {
-        println!(
-            "  left alone (not checkpoints): {}",
-            crate::error::one_line(&d.left_alone.join(", "))
-        );
-    }
-    if let Some(r) = &d.receipt {
-        println!("  receipt: {}", r.display());
     }
 }

@@ -1,7 +1,7 @@
 //! The receipt: a signed statement of exactly what one conversion did.
 //!
 //! A receipt is an in-toto Statement v1 whose predicate is SLSA provenance
-//! v1, signed as a DSSE envelope ([`crate::dsse`]) and stored as one JSON
+//! v1, signed as a DSSE envelope ([`crate::trust::dsse`]) and stored as one JSON
 //! line in `<OUT>.intoto.jsonl` (the in-toto bundle convention). Standard
 //! formats so that a promotion gate can check it with tools other than
 //! decant; every field is documented in docs/RECEIPTS.md.
@@ -10,52 +10,40 @@
 //! function of (converter, policy, source): the receipt names all three by
 //! digest, which is what lets `decant verify --reproduce` re-run it.
 
-use crate::dsse::{self, Envelope};
 use crate::error::{Error, Kind, Result};
 use crate::output::Pending;
 use crate::policy::Policy;
-use decant_abi::Report;
+use crate::trust::dsse::{self, Envelope, MAX_RECEIPT_BYTES};
+use crate::trust::statement::{
+    sorted_json, BuildDefinition, BuildMetadata, Builder, BuilderVersion, Byproduct, Dependency,
+    DependencyRole, DigestSet, ExternalParameters, InternalParameters, Provenance, ReceiptReport,
+    RunDetails, SandboxParameters, Sha256Hex, Statement, Subject, BUILDER_ID, BUILD_TYPE,
+    PREDICATE_TYPE, STATEMENT_TYPE,
+};
 use ed25519_dalek::SigningKey;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// in-toto Statement v1.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
-/// SLSA provenance v1.
-pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
-/// What a decant conversion is; its parameters are documented in
-/// docs/RECEIPTS.md.
-pub const BUILD_TYPE: &str = "https://decant.dev/conversion/v1";
-/// decant converting on the user's machine with a local key. A different
-/// trust model (say, a hosted converter) would get a different id, since SLSA
-/// consumers accept specific signer-builder pairs.
-pub const BUILDER_ID: &str = "https://decant.dev/builder/v1";
 /// The wasmtime the sandbox runs on; kept equal to the exact pin in
 /// Cargo.toml (a test checks).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 /// Sandbox runtime name in `internalParameters`.
 pub const RUNTIME: &str = "wasmtime";
-/// The sandbox's isolation, as DESIGN.md states it.
+/// The sandbox's isolation, as the threat model (SECURITY.md) states it.
 pub const ISOLATION: &str = "no network, no env, no filesystem; source read-only, one output";
 /// Name of the converter in `resolvedDependencies`.
 pub const CONVERTER_NAME: &str = "decant_guest.wasm";
-/// Name of the guest report in `byproducts`.
+/// Name of the guest report in `byproducts` (single-file receipts).
 pub const REPORT_NAME: &str = "decant-report.json";
-/// `annotations.role` of the source dependency.
-pub const ROLE_SOURCE: &str = "source";
-/// `annotations.role` of the converter dependency.
-pub const ROLE_CONVERTER: &str = "converter";
 /// Suffix of the default receipt path.
 pub const RECEIPT_SUFFIX: &str = ".intoto.jsonl";
 
 /// Everything a receipt records about one conversion.
 #[derive(Debug, Clone)]
 pub struct ReceiptInput<'a> {
-    /// Each output file: (file name, sha256 hex).
-    pub subjects: Vec<(String, String)>,
+    /// Each output file: name (relative to the output directory) and sha256.
+    pub subjects: Vec<(String, Sha256Hex)>,
     /// What was converted: one file, or each file of a model directory
     /// (names relative to the directory: they say what a file was, not
     /// where it was).
@@ -64,15 +52,23 @@ pub struct ReceiptInput<'a> {
     /// directory's.
     pub source_param: String,
     /// sha256 of the guest wasm that converted ([`crate::guest::sha256`]).
-    pub converter_sha256: String,
+    pub converter_sha256: Sha256Hex,
     pub policy: &'a Policy,
     pub strict: bool,
-    /// The guest's report for each converted file, by name: one entry named
+    /// The report for each converted file, by name: one entry named
     /// [`REPORT_NAME`] for a single file, `<output>.report.json` per file for
     /// a directory.
-    pub reports: Vec<(String, &'a Report)>,
+    pub reports: Vec<(String, ReceiptReport)>,
     pub started: SystemTime,
     pub finished: SystemTime,
+}
+
+/// One source file of a conversion.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub sha256: Sha256Hex,
+    pub bytes: u64,
 }
 
 /// RFC 3339 UTC with `Z`, whole seconds. Clamped to what RFC 3339 can say,
@@ -88,111 +84,128 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
-/// The guest report as embedded in the receipt (compact JSON, keys sorted)
-/// and its sha256, so a verifier can recompute the digest from the
-/// receipt's own `annotations`.
-fn report_json(report: &Report) -> (Value, String) {
-    // Through Value: serde_json's map is a BTreeMap, so keys come out sorted,
-    // the same order the statement itself is serialised in.
-    let value = serde_json::to_value(report).unwrap_or(Value::Null);
-    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    (value, hex::encode(Sha256::digest(&bytes)))
+fn digest(sha256: &Sha256Hex) -> DigestSet {
+    DigestSet {
+        sha256: sha256.clone(),
+    }
 }
 
-/// The in-toto Statement for one conversion.
-/// One source file of a conversion.
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    pub name: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
-
-pub fn statement(input: &ReceiptInput<'_>) -> Value {
-    let subject: Vec<Value> = input
-        .subjects
-        .iter()
-        .map(|(name, sha256)| json!({"name": name, "digest": {"sha256": sha256}}))
-        .collect();
-    let mut dependencies: Vec<Value> = input
+/// The statement for one conversion.
+pub fn statement(input: &ReceiptInput<'_>) -> Statement {
+    let mut dependencies: Vec<Dependency> = input
         .sources
         .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "digest": {"sha256": s.sha256},
-                // ResourceDescriptor has no size field.
-                "annotations": {"role": ROLE_SOURCE, "size": s.bytes},
-            })
+        .map(|s| Dependency {
+            name: s.name.clone(),
+            digest: digest(&s.sha256),
+            annotations: DependencyRole::Source { size: s.bytes },
         })
         .collect();
-    dependencies.push(json!({
-        "name": CONVERTER_NAME,
-        "digest": {"sha256": input.converter_sha256},
-        "annotations": {"role": ROLE_CONVERTER},
-    }));
-    let byproducts: Vec<Value> = input
-        .reports
-        .iter()
-        .map(|(name, report)| {
-            let (report, report_sha256) = report_json(report);
-            json!({
-                "name": name,
-                "mediaType": "application/json",
-                "digest": {"sha256": report_sha256},
-                // Too big for `content` (SHOULD be < 1 KB) with many dropped
-                // entries, and readable as plain JSON here.
-                "annotations": report,
+    dependencies.push(Dependency {
+        name: CONVERTER_NAME.into(),
+        digest: digest(&input.converter_sha256),
+        annotations: DependencyRole::Converter,
+    });
+    Statement {
+        type_: STATEMENT_TYPE.into(),
+        subject: input
+            .subjects
+            .iter()
+            .map(|(name, sha256)| Subject {
+                name: name.clone(),
+                digest: digest(sha256),
             })
-        })
-        .collect();
-    json!({
-        "_type": STATEMENT_TYPE,
-        "subject": subject,
-        "predicateType": PREDICATE_TYPE,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                // SLSA: small, user-controlled, string values.
-                "externalParameters": {
-                    "source": input.source_param,
-                    "strict": input.strict.to_string(),
-                    "policy": input.policy.origin,
+            .collect(),
+        predicate_type: PREDICATE_TYPE.into(),
+        predicate: Provenance {
+            build_definition: BuildDefinition {
+                build_type: BUILD_TYPE.into(),
+                external_parameters: ExternalParameters {
+                    source: input.source_param.clone(),
+                    strict: input.strict,
+                    policy: input.policy.origin.clone(),
                 },
-                "internalParameters": {
-                    "sandbox": {
-                        "runtime": RUNTIME,
-                        "runtimeVersion": WASMTIME_VERSION,
-                        "isolation": ISOLATION,
-                        "policySha256": input.policy.sha256,
-                        "limits": serde_json::to_value(&input.policy.limits)
-                            .unwrap_or(Value::Null),
-                    }
-                },
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {
-                    "id": BUILDER_ID,
-                    "version": {
-                        "decant": env!("CARGO_PKG_VERSION"),
-                        "wasmtime": WASMTIME_VERSION,
+                internal_parameters: InternalParameters {
+                    sandbox: SandboxParameters {
+                        runtime: RUNTIME.into(),
+                        runtime_version: WASMTIME_VERSION.into(),
+                        isolation: ISOLATION.into(),
+                        policy_sha256: input.policy.sha256.clone(),
+                        limits: input.policy.limits.clone(),
                     },
                 },
-                "metadata": {
-                    "startedOn": timestamp(input.started),
-                    "finishedOn": timestamp(input.finished),
+                resolved_dependencies: dependencies,
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: BUILDER_ID.into(),
+                    version: BuilderVersion {
+                        decant: env!("CARGO_PKG_VERSION").into(),
+                        wasmtime: WASMTIME_VERSION.into(),
+                    },
                 },
-                "byproducts": byproducts,
+                metadata: BuildMetadata {
+                    started_on: timestamp(input.started),
+                    finished_on: timestamp(input.finished),
+                },
+                byproducts: input
+                    .reports
+                    .iter()
+                    .map(|(name, report)| Byproduct::report(name.clone(), report.clone()))
+                    .collect(),
             },
         },
-    })
+    }
 }
 
-/// Signs a statement: the DSSE payload is its compact JSON.
-pub fn sign_statement(statement: &Value, key: &SigningKey) -> Envelope {
-    let payload = serde_json::to_vec(statement).expect("a JSON value always serialises");
-    dsse::sign(&payload, key)
+/// Signs a statement: the DSSE payload is its compact JSON with keys sorted
+/// (the same bytes for the same conversion).
+pub fn sign_statement(statement: &Statement, key: &SigningKey) -> Envelope {
+    dsse::sign(&sorted_json(statement), key)
+}
+
+/// The signed receipt line for `input`. When the report listings would make
+/// it larger than [`MAX_RECEIPT_BYTES`], they are cut short (their totals
+/// stay), the room left shared among the reports, so that every receipt
+/// decant writes is one `decant verify` reads.
+pub fn signed_line(input: &ReceiptInput<'_>, key: &SigningKey, shown: &Path) -> Result<String> {
+    let sign = |input: &ReceiptInput<'_>| to_line(&sign_statement(&statement(input), key));
+    let line = sign(input);
+    if line.len() <= MAX_RECEIPT_BYTES {
+        return Ok(line);
+    }
+    let cut_to = |budget: usize| {
+        let mut cut = input.clone();
+        for (_, r) in &mut cut.reports {
+            r.cut_to(budget);
+        }
+        cut
+    };
+    let bare = sign(&cut_to(0)).len();
+    // A name byte costs at most 8 in the line: 6 for a JSON escape, times
+    // 4/3 for base64.
+    let mut budget = MAX_RECEIPT_BYTES.saturating_sub(bare) / input.reports.len().max(1) / 8;
+    loop {
+        let line = sign(&cut_to(budget));
+        if line.len() <= MAX_RECEIPT_BYTES {
+            return Ok(line);
+        }
+        if budget == 0 {
+            return Err(too_large(shown, line.len()));
+        }
+        budget /= 2;
+    }
+}
+
+fn too_large(shown: &Path, len: usize) -> Error {
+    Error::new(
+        Kind::Limit,
+        format!(
+            "the receipt for {} would be {len} bytes, more than the {MAX_RECEIPT_BYTES} decant verify reads",
+            shown.display(),
+        ),
+        "convert the files in smaller groups",
+    )
 }
 
 /// `<OUT>.intoto.jsonl`, appended to the full file name
@@ -206,16 +219,18 @@ pub fn default_path(output: &Path) -> PathBuf {
 /// The receipt file's bytes: one JSON line (an in-toto bundle with one
 /// envelope; also a valid JSON document).
 pub fn to_line(env: &Envelope) -> String {
-    let mut line = serde_json::to_string(env).expect("an envelope always serialises");
+    // An envelope is three strings and a list of string pairs: serialising
+    // it cannot fail.
+    let mut line = serde_json::to_string(env).unwrap_or_default();
     line.push('\n');
     line
 }
 
-/// Writes the receipt to a temp file beside `path`, not yet published, so a
-/// caller can publish it together with the output (or drop it, which deletes
-/// it).
-pub fn stage(path: &Path, env: &Envelope) -> Result<Pending> {
-    write_staged(Pending::new(path)?, path, env)
+/// Writes a receipt line to a temp file beside `path`, not yet published,
+/// so a caller can publish it together with the output (or drop it, which
+/// deletes it).
+pub fn stage(path: &Path, line: &str) -> Result<Pending> {
+    write_staged(Pending::new(path)?, path, line)
 }
 
 /// [`stage`] for a receipt named `name` in the directory `dir`.
@@ -223,27 +238,16 @@ pub fn stage_in_dir(
     dir: &cap_std::fs::Dir,
     name: &str,
     shown: &Path,
-    env: &Envelope,
+    line: &str,
 ) -> Result<Pending> {
-    write_staged(Pending::in_dir(dir, name, shown)?, shown, env)
+    write_staged(Pending::in_dir(dir, name, shown)?, shown, line)
 }
 
-fn write_staged(pending: Pending, path: &Path, env: &Envelope) -> Result<Pending> {
-    // Every receipt decant writes must be one `decant verify` reads: refuse
-    // here, before any output is published, rather than sign a receipt the
-    // gate would reject as too large.
-    let line = to_line(env);
-    if line.len() > crate::verify::MAX_RECEIPT_BYTES {
-        return Err(Error::new(
-            Kind::Limit,
-            format!(
-                "the receipt for {} would be {} bytes, more than the {} decant verify reads",
-                path.display(),
-                line.len(),
-                crate::verify::MAX_RECEIPT_BYTES
-            ),
-            "the conversion reports too many or too long dropped or tied names; convert the files in smaller groups, or rename the entries",
-        ));
+fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
+    // signed_line makes every receipt fit; this is the last guard that
+    // nothing decant verify would refuse unread is ever written.
+    if line.len() > MAX_RECEIPT_BYTES {
+        return Err(too_large(path, line.len()));
     }
     let mut file = pending.file()?;
     file.write_all(line.as_bytes()).map_err(|e| {
@@ -267,16 +271,88 @@ pub fn publish(pending: Pending, force: bool) -> Result<()> {
     })
 }
 
-/// Writes the receipt atomically: temp file in the same directory, synced,
-/// renamed into place; never a partial receipt.
-pub fn write(path: &Path, env: &Envelope, force: bool) -> Result<()> {
-    publish(stage(path, env)?, force)
+/// A signed receipt staged beside where it goes, to be published after the
+/// files it covers ([`publish_all`]).
+pub struct StagedReceipt {
+    pending: Pending,
+    path: PathBuf,
+    /// Whether an existing receipt may be replaced.
+    replace: bool,
+}
+
+impl StagedReceipt {
+    /// Signs `input` and stages the receipt for `path`.
+    pub fn stage(
+        input: &ReceiptInput<'_>,
+        key: &SigningKey,
+        path: &Path,
+        replace: bool,
+    ) -> Result<Self> {
+        let line = signed_line(input, key, path)?;
+        Ok(StagedReceipt {
+            pending: stage(path, &line)?,
+            path: path.to_path_buf(),
+            replace,
+        })
+    }
+
+    /// Signs `input` and stages the receipt `name` in `dir`.
+    pub fn stage_in_dir(
+        input: &ReceiptInput<'_>,
+        key: &SigningKey,
+        dir: &cap_std::fs::Dir,
+        name: &str,
+        shown: &Path,
+        replace: bool,
+    ) -> Result<Self> {
+        let line = signed_line(input, key, shown)?;
+        Ok(StagedReceipt {
+            pending: stage_in_dir(dir, name, shown, &line)?,
+            path: shown.to_path_buf(),
+            replace,
+        })
+    }
+}
+
+/// Publishes a run: every output first, then the receipt that covers them,
+/// the one order file and directory mode share. Everything is staged
+/// before this is called, so a full disk or a refused receipt name stops
+/// the run before any output appears. Returns where the receipt went.
+pub fn publish_all(
+    outputs: Vec<Pending>,
+    force: bool,
+    receipt: Option<StagedReceipt>,
+) -> Result<Option<PathBuf>> {
+    for output in outputs {
+        output.publish(force)?;
+    }
+    match receipt {
+        Some(r) => {
+            publish(r.pending, r.replace)?;
+            Ok(Some(r.path))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Writes a receipt line atomically: temp file in the same directory,
+/// synced, renamed into place; never a partial receipt.
+pub fn write(path: &Path, line: &str, force: bool) -> Result<()> {
+    publish(stage(path, line)?, force)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::trust::dsse;
+    use decant_abi::Report;
+    use serde_json::json;
+    use sha2::{Digest, Sha256};
     use std::collections::BTreeMap;
+
+    pub(crate) fn sha(s: &str) -> Sha256Hex {
+        Sha256Hex::parse(s).unwrap()
+    }
 
     pub(crate) fn sample_report() -> Report {
         Report {
@@ -302,29 +378,47 @@ pub(crate) mod tests {
         source_sha256: &str,
         converter_sha256: &str,
         policy: &Policy,
-    ) -> Value {
-        let report = sample_report();
-        statement(&ReceiptInput {
-            subjects: vec![("model.safetensors".into(), artifact_sha256.into())],
+    ) -> Statement {
+        statement(&sample_input(
+            artifact_sha256,
+            source_sha256,
+            converter_sha256,
+            policy,
+        ))
+    }
+
+    pub(crate) fn sample_input<'a>(
+        artifact_sha256: &str,
+        source_sha256: &str,
+        converter_sha256: &str,
+        policy: &'a Policy,
+    ) -> ReceiptInput<'a> {
+        ReceiptInput {
+            subjects: vec![("model.safetensors".into(), sha(artifact_sha256))],
             sources: vec![SourceFile {
                 name: "pytorch_model.bin".into(),
-                sha256: source_sha256.into(),
+                sha256: sha(source_sha256),
                 bytes: 4096,
             }],
             source_param: "pytorch_model.bin".into(),
-            converter_sha256: converter_sha256.into(),
+            converter_sha256: sha(converter_sha256),
             policy,
             strict: false,
-            reports: vec![(REPORT_NAME.into(), &report)],
+            reports: vec![(
+                REPORT_NAME.into(),
+                ReceiptReport::from_report(&sample_report()),
+            )],
             started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             finished: UNIX_EPOCH + Duration::from_secs(1_700_000_002),
-        })
+        }
     }
 
     #[test]
     fn statement_layout() {
-        let policy = Policy::default_policy();
-        let s = sample_statement(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
+        let policy = Policy::default_policy().unwrap();
+        let typed = sample_statement(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
+        // The wire format, pinned: field names as docs/RECEIPTS.md gives them.
+        let s = serde_json::to_value(&typed).unwrap();
         assert_eq!(s["_type"], STATEMENT_TYPE);
         assert_eq!(s["predicateType"], PREDICATE_TYPE);
         assert_eq!(s["subject"][0]["name"], "model.safetensors");
@@ -339,7 +433,7 @@ pub(crate) mod tests {
         assert_eq!(sandbox["runtime"], "wasmtime");
         assert_eq!(sandbox["runtimeVersion"], WASMTIME_VERSION);
         assert_eq!(sandbox["isolation"], ISOLATION);
-        assert_eq!(sandbox["policySha256"], policy.sha256);
+        assert_eq!(sandbox["policySha256"], policy.sha256.as_str());
         assert_eq!(
             sandbox["limits"]["memory_bytes"],
             policy.limits.memory_bytes
@@ -380,19 +474,19 @@ pub(crate) mod tests {
         );
 
         // Compact JSON with sorted keys: deterministic bytes for the same
-        // conversion.
-        let text = serde_json::to_string(&s).unwrap();
+        // conversion; and it reads back as the same typed statement.
+        let text = String::from_utf8(sorted_json(&typed)).unwrap();
+        assert_eq!(serde_json::from_str::<Statement>(&text).unwrap(), typed);
         assert!(text.starts_with(r#"{"_type":"https://in-toto.io/Statement/v1","predicate":"#));
         assert!(!text.contains('\n'));
         assert_eq!(
-            text,
-            serde_json::to_string(&sample_statement(
+            text.as_bytes(),
+            sorted_json(&sample_statement(
                 &"a".repeat(64),
                 &"b".repeat(64),
                 &"c".repeat(64),
                 &policy
             ))
-            .unwrap()
         );
     }
 
@@ -428,48 +522,112 @@ pub(crate) mod tests {
 
     #[test]
     fn signed_receipt_round_trips_and_is_never_overwritten() {
-        let policy = Policy::default_policy();
+        let policy = Policy::default_policy().unwrap();
         let key = SigningKey::from_bytes(&[9u8; 32]);
         let s = sample_statement(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
-        let env = sign_statement(&s, &key);
+        let line = to_line(&sign_statement(&s, &key));
         let dir = tempfile::tempdir().unwrap();
         let path = default_path(&dir.path().join("model.safetensors"));
-        write(&path, &env, false).unwrap();
+        write(&path, &line, false).unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("}\n"));
         assert_eq!(text.lines().count(), 1);
         let parsed: Envelope = serde_json::from_str(text.trim_end()).unwrap();
         let v = dsse::verify(&parsed, &[key.verifying_key()]).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&v.payload).unwrap(), s);
+        assert_eq!(serde_json::from_slice::<Statement>(&v.payload).unwrap(), s);
 
-        let e = write(&path, &env, false).unwrap_err();
+        let e = write(&path, &line, false).unwrap_err();
         assert_eq!(e.kind, Kind::Usage);
         assert!(e.hint.contains("--receipt"), "{}", e.hint);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-        write(&path, &env, true).unwrap();
+        write(&path, &line, true).unwrap();
 
         // Nothing but the receipt: no temp files left.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
         // A staged receipt that is dropped leaves nothing.
         let other = dir.path().join("other.intoto.jsonl");
-        drop(stage(&other, &env).unwrap());
+        drop(stage(&other, &line).unwrap());
         assert!(!other.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     /// Issue 9: `convert --key` could sign a receipt that `decant verify`
-    /// then refused as too large (DSSE base64 grows a 13 MB report past the
-    /// 16 MiB verify reads). Such a receipt is refused before anything is
-    /// published, as a limit, and leaves no file.
+    /// then refused as too large (many long dropped-entry names grow the
+    /// reports, and DSSE base64 grows them by a third). Now the listings are
+    /// cut to fit, with their totals kept, and the receipt authenticates.
+    #[test]
+    fn long_report_listings_are_cut_so_the_receipt_verifies() {
+        let policy = Policy::default_policy().unwrap();
+        let key = SigningKey::from_bytes(&[9u8; 32]);
+        let mut input = sample_input(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
+        let mut report = sample_report();
+        report.dropped = (0..1000)
+            .map(|i| decant_abi::Dropped {
+                name: format!("{i}{}", "\u{1}".repeat(8 << 10)),
+                kind: "str".into(),
+            })
+            .collect();
+        report.dropped_total = 5000;
+        report.aliases = (0..300)
+            .map(|i| (format!("{i}{}", "t".repeat(20 << 10)), "kept".to_string()))
+            .collect();
+        input.reports = (0..3)
+            .map(|i| {
+                (
+                    format!("m{i}.safetensors.report.json"),
+                    ReceiptReport::from_report(&report),
+                )
+            })
+            .collect();
+        let full = to_line(&sign_statement(&statement(&input), &key));
+        assert!(
+            full.len() > MAX_RECEIPT_BYTES,
+            "the test must start too large"
+        );
+
+        let line = signed_line(&input, &key, Path::new("r")).unwrap();
+        assert!(line.len() <= MAX_RECEIPT_BYTES, "{}", line.len());
+        let keys = [key.verifying_key()];
+        let converters = [sha(&"c".repeat(64))];
+        let verified = crate::trust::verify::authenticate(
+            line.as_bytes(),
+            crate::trust::verify::Trust {
+                keys: &keys,
+                converters: &converters,
+            },
+        )
+        .expect("the cut receipt authenticates");
+        for b in &verified.predicate.run_details.byproducts {
+            let r = &b.annotations;
+            assert!(r.is_cut());
+            assert!(
+                r.dropped.len() < 1000 && !r.dropped.is_empty(),
+                "{}",
+                r.dropped.len()
+            );
+            assert_eq!(r.dropped_total, 5000);
+            assert_eq!(r.aliases_total, 300);
+            // What is listed is the start of what the guest reported.
+            assert_eq!(r.dropped[0], report.dropped[0]);
+        }
+
+        // A receipt that fits is signed as it is.
+        let small = sample_input(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
+        assert_eq!(
+            signed_line(&small, &key, Path::new("r")).unwrap(),
+            to_line(&sign_statement(&statement(&small), &key))
+        );
+    }
+
+    /// The last guard: a line over the limit is never staged, as a limit,
+    /// and leaves no file.
     #[test]
     fn a_receipt_verify_would_refuse_as_too_large_is_never_written() {
-        let key = SigningKey::from_bytes(&[9u8; 32]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.intoto.jsonl");
-        let big = json!({"dropped": "n".repeat(13 << 20)});
-        let Err(e) = stage(&path, &sign_statement(&big, &key)) else {
+        let Err(e) = stage(&path, &"n".repeat(MAX_RECEIPT_BYTES + 1)) else {
             panic!("an oversized receipt was staged");
         };
         assert_eq!(e.kind, Kind::Limit, "{e:?}");
@@ -479,11 +637,12 @@ pub(crate) mod tests {
             "{e:?}"
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        // Just under the limit is written, and verify reads it.
-        let fits = json!({"dropped": "n".repeat(11 << 20)});
-        let staged = stage(&path, &sign_statement(&fits, &key)).unwrap();
+        let staged = stage(&path, &"n".repeat(MAX_RECEIPT_BYTES)).unwrap();
         publish(staged, false).unwrap();
-        assert!(std::fs::metadata(&path).unwrap().len() <= crate::verify::MAX_RECEIPT_BYTES as u64);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            MAX_RECEIPT_BYTES as u64
+        );
     }
 
     fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -503,12 +662,12 @@ pub(crate) mod tests {
         use base64::Engine;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let vk = crate::keys::generate(&d.join("k.pem")).unwrap();
-        let key = crate::keys::load_signing_key(&d.join("k.pem")).unwrap();
-        let policy = Policy::default_policy();
+        let vk = crate::trust::keys::generate(&d.join("k.pem")).unwrap();
+        let key = crate::trust::keys::load_signing_key(&d.join("k.pem")).unwrap();
+        let policy = Policy::default_policy().unwrap();
         let s = sample_statement(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
         let path = d.join("r.intoto.jsonl");
-        write(&path, &sign_statement(&s, &key), false).unwrap();
+        write(&path, &to_line(&sign_statement(&s, &key)), false).unwrap();
 
         let env: Envelope = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let body = STANDARD.decode(&env.payload).unwrap();

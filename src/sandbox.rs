@@ -502,10 +502,12 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                     return Ok(0);
                 }
                 let want = (host.source_len - offset).min(range.len() as u64) as usize;
-                let dst = &mut data[range.start..range.start + want];
+                let dst = data
+                    .get_mut(range.start..range.start + want)
+                    .ok_or_else(|| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
                 let mut done = 0;
-                while done < want {
-                    match host.source.read_at(&mut dst[done..], offset + done as u64) {
+                while let Some(rest @ [_, ..]) = dst.get_mut(done..) {
+                    match host.source.read_at(rest, offset + done as u64) {
                         Ok(0) => break,
                         Ok(n) => done += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -542,7 +544,9 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                 if total > max {
                     return Err(wasmtime::Error::new(Fault::OutputLimit(max)));
                 }
-                let bytes = &data[range];
+                let bytes = data
+                    .get(range)
+                    .ok_or_else(|| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
                 out.file
                     .write_all(bytes)
                     .map_err(|e| wasmtime::Error::new(Fault::Io(e.to_string())))?;
@@ -567,7 +571,10 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                 if host.outcome.is_some() {
                     return Err(wasmtime::Error::new(Fault::BadFinish("called twice")));
                 }
-                host.outcome = Some(data[range].to_vec());
+                let bytes = data
+                    .get(range)
+                    .ok_or_else(|| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
+                host.outcome = Some(bytes.to_vec());
                 Ok(abi::status::OK)
             },
         )

@@ -57,11 +57,11 @@ pub fn header_bytes(header: &[u8], len: u64) -> Result<Summary> {
         return Err(invalid("header does not start with {"));
     }
     let json_end = header.iter().rposition(|&b| b == b'}').map_or(0, |i| i + 1);
-    if header[json_end..].iter().any(|&b| b != b' ') {
+    let (json, padding) = header.split_at(json_end.min(header.len()));
+    if padding.iter().any(|&b| b != b' ') {
         return Err(invalid("header padding is not spaces"));
     }
-    let text =
-        std::str::from_utf8(&header[..json_end]).map_err(|_| invalid("header is not UTF-8"))?;
+    let text = std::str::from_utf8(json).map_err(|_| invalid("header is not UTF-8"))?;
     let mut de = serde_json::Deserializer::from_str(text);
     de.deserialize_map(UniqueKeys { nested: true })
         .map_err(|e| invalid(format!("header: {e}")))?;

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ pub struct Run {
 }
 
 impl Run {
-    /// DESIGN.md: one line saying what happened, one saying what to do.
+    /// One line saying what happened, one saying what to do.
     pub fn assert_error_shape(&self) {
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(lines.len(), 2, "expected two lines, got {:?}", self.stderr);

@@ -2,9 +2,7 @@
 //! conversion must leave nothing at the final paths: the output and the
 //! receipt appear only by atomic rename after validation.
 
-mod common;
-
-use common::{decant, fixture};
+use crate::common::{decant, fixture};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@
 //! hint; it is written (securesystemslib requires it) but never needed to
 //! match.
 
-use crate::keys;
+use crate::trust::keys;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
@@ -24,6 +24,13 @@ use std::fmt;
 
 /// The in-toto payload type; the only one decant writes or accepts.
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// The largest receipt file (one envelope, or JSON Lines of envelopes)
+/// decant writes or reads: the one limit both sides share, so decant never
+/// signs a receipt its own verifier would refuse unread. A real receipt is a
+/// few KB, more for a model directory with many files; report listings are
+/// cut short to stay under it (docs/RECEIPTS.md).
+pub const MAX_RECEIPT_BYTES: usize = 16 << 20;
 
 /// A DSSE envelope as JSON. Unknown fields are ignored when parsing (the
 /// DSSE spec requires it).
@@ -49,7 +56,7 @@ pub struct Signature {
 
 /// What a successful verification yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+pub struct VerifiedPayload {
     /// The exact payload bytes the signature covers; the only bytes a caller
     /// may parse.
     pub payload: Vec<u8>,
@@ -155,7 +162,7 @@ fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
 /// (Ed25519 `verify_strict`, which also rejects weak keys and non-canonical
 /// signatures) with any trusted key. Failing or undecodable signatures are
 /// skipped; `keyid` is ignored.
-pub fn verify(env: &Envelope, trusted: &[VerifyingKey]) -> Result<Verified, VerifyFailure> {
+pub fn verify(env: &Envelope, trusted: &[VerifyingKey]) -> Result<VerifiedPayload, VerifyFailure> {
     let payload =
         decode_base64(&env.payload).map_err(|e| VerifyFailure::MalformedPayload(e.to_string()))?;
     if env.payload_type != PAYLOAD_TYPE {
@@ -177,7 +184,7 @@ pub fn verify(env: &Envelope, trusted: &[VerifyingKey]) -> Result<Verified, Veri
             .iter()
             .position(|k| k.verify_strict(&message, &sig).is_ok())
         {
-            return Ok(Verified {
+            return Ok(VerifiedPayload {
                 payload,
                 key_index,
                 signature_index,

@@ -2,9 +2,7 @@
 //! fixtures written by real PyTorch (fixtures/generate.py), compared byte for
 //! byte with references written by the `safetensors` package.
 
-mod common;
-
-use common::{decant, fixture, manifest, only_files, Run};
+use crate::common::{decant, fixture, manifest, only_files, Run};
 use std::fs;
 
 /// Every fixture with a reference converts to exactly its bytes, and the
@@ -60,7 +58,7 @@ fn every_fixture_converts_to_its_reference_bytes() {
         assert_eq!(dropped, expected_dropped, "{name}");
         assert_eq!(
             v["conversion"]["output_sha256"],
-            common::sha256_hex(&actual),
+            crate::common::sha256_hex(&actual),
             "{name}"
         );
         assert_eq!(only_files(dir.path()), vec!["out.safetensors"], "{name}");
@@ -236,20 +234,36 @@ fn inspect_lists_tensors_without_writing() {
     assert!(run.stdout.contains("strided view"), "{}", run.stdout);
 }
 
+/// Issue 9: this test used to accept either a refusal or an I/O error.
+/// Each outcome is now its own case: with `--json`, a refusal and an I/O
+/// error are each one JSON object on stdout, with the status and kind that
+/// match the exit status, and nothing on stderr.
 #[test]
 fn json_errors_are_one_object_on_stdout() {
-    let run = decant(&[
-        "convert",
-        fixture("refuse/unknown_global.pt").to_str().unwrap(),
-        "-o",
-        "/nonexistent-dir/x.safetensors",
-        "--json",
-    ]);
-    // The output directory is checked only when writing starts; the refusal
-    // or the I/O error must be one JSON object either way.
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert!(v["message"].as_str().is_some() && v["hint"].as_str().is_some());
-    assert_eq!(v["status"] == "refused", run.code == 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let cases = [
+        (fixture("refuse/unknown_global.pt"), 1, "refused", "refused"),
+        (dir.path().join("missing.pt"), 2, "error", "io"),
+    ];
+    for (src, code, status, kind) in cases {
+        let run = decant(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(run.code, code, "{}", run.stdout);
+        assert_eq!(run.stderr, "");
+        assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert_eq!(v["status"], status, "{v}");
+        assert_eq!(v["kind"], kind, "{v}");
+        assert!(!v["message"].as_str().unwrap().is_empty());
+        assert!(!v["hint"].as_str().unwrap().is_empty());
+        assert!(!out.exists());
+    }
 }
 
 #[test]
@@ -277,7 +291,7 @@ fn not_a_checkpoint_is_refused() {
 
 fn policy_with(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let mut p: serde_json::Value =
-        serde_json::from_str(include_str!("../sandbox-policy/default.json")).unwrap();
+        serde_json::from_str(include_str!("../../sandbox-policy/default.json")).unwrap();
     edit(&mut p);
     let path = dir.join("policy.json");
     fs::write(&path, p.to_string()).unwrap();

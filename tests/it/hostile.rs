@@ -5,9 +5,7 @@
 //! like attacks are harmless by construction (structures decant never
 //! expands, marked `accepted` in the manifest): they must convert, quickly.
 
-mod common;
-
-use common::{decant, fixture, only_files};
+use crate::common::{decant, fixture, only_files};
 use std::time::{Duration, Instant};
 
 /// Generous bound that only guards against "never stops": the policy's own

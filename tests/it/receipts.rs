@@ -2,10 +2,8 @@
 //! Each way a receipt can fail to vouch for an artifact must fail with its
 //! own check, through the real binary.
 
-mod common;
-
+use crate::common::{decant, fixture, only_files};
 use base64::Engine as _;
-use common::{decant, fixture, only_files};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -226,12 +224,12 @@ fn policy_pin_that_does_not_match_fails_the_policy_check() {
     );
     assert_eq!(code, 1);
     assert_eq!(failed, ["policy"]);
-    let default = decant::policy::Policy::default_policy().sha256;
+    let default = decant::policy::Policy::default_policy().unwrap().sha256;
     let (code, _) = verify(
         &s.artifact,
         &s.receipt,
         &[&s.public],
-        &["--policy-sha256", &default],
+        &["--policy-sha256", default.as_str()],
     );
     assert_eq!(code, 0);
 }
@@ -242,8 +240,8 @@ fn policy_pin_that_does_not_match_fails_the_policy_check() {
 #[test]
 fn untrusted_converter_fails_unless_allowed() {
     let s = signed("convert/zip_p2.pt");
-    let key = decant::keys::load_signing_key(&s.dir.path().join("key")).unwrap();
-    let env: decant::dsse::Envelope =
+    let key = decant::trust::keys::load_signing_key(&s.dir.path().join("key")).unwrap();
+    let env: decant::trust::dsse::Envelope =
         serde_json::from_slice(&fs::read(&s.receipt).unwrap()).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut statement: serde_json::Value =
@@ -257,7 +255,7 @@ fn untrusted_converter_fails_unless_allowed() {
             dep["digest"]["sha256"] = other.clone().into();
         }
     }
-    let resigned = decant::receipt::sign_statement(&statement, &key);
+    let resigned = decant::trust::dsse::sign(&serde_json::to_vec(&statement).unwrap(), &key);
     fs::write(&s.receipt, decant::receipt::to_line(&resigned)).unwrap();
     let (code, failed) = verify(&s.artifact, &s.receipt, &[&s.public], &[]);
     assert_eq!(code, 1);

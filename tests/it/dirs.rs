@@ -2,9 +2,7 @@
 //! checkpoints, escape attempts, all-or-nothing failures, reruns, and the
 //! directory receipt as a promotion gate.
 
-mod common;
-
-use common::{decant, fixture, only_files};
+use crate::common::{decant, fixture, only_files};
 use std::fs;
 use std::path::Path;
 
@@ -22,7 +20,7 @@ fn keygen(dir: &Path) -> (String, String) {
 }
 
 /// `decant convert SRC -o OUT --key KEY --json EXTRA...`.
-fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> common::Run {
+fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> crate::common::Run {
     let mut args = vec![
         "convert",
         src.to_str().unwrap(),
@@ -361,15 +359,4 @@ fn directory_verification_fails_on_changed_extra_or_missing_files() {
     );
 }
 
-#[test]
-fn receipt_option_is_refused_for_directories() {
-    let run = decant(&[
-        "convert",
-        fixture("dirs/single").to_str().unwrap(),
-        "--receipt",
-        "/tmp/r",
-        "--key",
-        "/tmp/k",
-    ]);
-    assert_eq!(run.code, 2);
-}
+// receipt_option_is_refused_for_directories: pinned in tests/it/cli.rs.

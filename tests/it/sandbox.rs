@@ -2,9 +2,7 @@
 //! every way the host must survive. Each must be stopped with a clear error
 //! and leave no output behind.
 
-mod common;
-
-use common::{fixture, only_files};
+use crate::common::{fixture, only_files};
 use decant::convert::{self, Options};
 use decant::error::Kind;
 use decant::policy::Policy;
@@ -81,7 +79,9 @@ fn guest_importing_wasi_is_refused_before_it_runs() {
           (func (export "inspect") (result i32) (i32.const 0)))"#,
     )
     .unwrap();
-    let err = Sandbox::new(&wasm, Policy::default_policy()).err().unwrap();
+    let err = Sandbox::new(&wasm, Policy::default_policy().unwrap())
+        .err()
+        .unwrap();
     assert_eq!(err.kind, Kind::Internal);
     assert!(
         err.message.contains("wasi_snapshot_preview1::fd_write"),
@@ -100,7 +100,9 @@ fn guest_importing_an_unknown_decant_function_is_refused() {
           (func (export "inspect") (result i32) (i32.const 0)))"#,
     )
     .unwrap();
-    let err = Sandbox::new(&wasm, Policy::default_policy()).err().unwrap();
+    let err = Sandbox::new(&wasm, Policy::default_policy().unwrap())
+        .err()
+        .unwrap();
     assert!(err.message.contains("decant::open_file"), "{}", err.message);
 }
 
@@ -146,7 +148,7 @@ fn memory_growth_past_the_limit_is_stopped() {
                  (i32.const 0))
                (func (export "convert") (result i32) (call $convert_impl))"#,
         ),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert_eq!(err.kind, Kind::Limit);
     assert!(err.message.contains("memory limit"), "{}", err.message);
@@ -160,7 +162,7 @@ fn unbounded_recursion_hits_the_stack_limit() {
                (func $convert_impl (result i32) (drop (call $r (i64.const 0))) (i32.const 0))
                (func (export "convert") (result i32) (call $convert_impl))"#,
         ),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert_eq!(err.kind, Kind::Limit);
     assert!(err.message.contains("stack"), "{}", err.message);
@@ -184,7 +186,7 @@ fn out_of_bounds_pointers_are_rejected() {
                 r#"(func $convert_impl (result i32) (drop (call ${call} {args})) (i32.const 0))
                    (func (export "convert") (result i32) (call $convert_impl))"#
             )),
-            Policy::default_policy(),
+            Policy::default_policy().unwrap(),
         );
         assert_eq!(err.kind, Kind::Internal, "{call} {args}");
         assert!(
@@ -207,7 +209,7 @@ fn reading_past_the_source_end_returns_nothing() {
                  (i32.const 0))
                (func (export "convert") (result i32) (call $convert_impl))"#,
         ),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert!(err.message.contains("without reporting"), "{}", err.message);
 }
@@ -243,7 +245,7 @@ fn invalid_safetensors_output_is_not_published() {
                (func (export "convert") (result i32) (call $convert_impl))"#,
             len = report.len()
         )),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert_eq!(err.kind, Kind::Internal);
     assert!(
@@ -267,7 +269,7 @@ fn finishing_twice_or_lying_about_status_is_rejected() {
                (func (export "convert") (result i32) (call $convert_impl))"#,
             len = report.len()
         )),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert!(err.message.contains("contradicting"), "{}", err.message);
     // Two finish calls.
@@ -281,7 +283,7 @@ fn finishing_twice_or_lying_about_status_is_rejected() {
                (func (export "convert") (result i32) (call $convert_impl))"#,
             len = report.len()
         )),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert!(err.message.contains("called twice"), "{}", err.message);
 }
@@ -293,7 +295,7 @@ fn guest_that_never_finishes_is_an_error() {
             r#"(func $convert_impl (result i32) (i32.const 0))
                (func (export "convert") (result i32) (call $convert_impl))"#,
         ),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert!(err.message.contains("without reporting"), "{}", err.message);
 }
@@ -313,7 +315,7 @@ fn guest_that_finishes_without_writing_publishes_nothing() {
                (func (export "convert") (result i32) (call $convert_impl))"#,
             len = report.len()
         )),
-        Policy::default_policy(),
+        Policy::default_policy().unwrap(),
     );
     assert_eq!(err.kind, Kind::Internal);
     assert!(

@@ -1,0 +1,293 @@
+//! Everything decant prints, through one writer.
+//!
+//! Output is data for scripts as much as text for people, so it goes
+//! through [`emit`] and [`emit_err`], which never panic: a closed stdout
+//! (`decant verify ... | head -1`) makes a write fail, and a failed write
+//! is dropped, because printing happens after the work and must never
+//! change what was converted, published or decided, nor the exit status.
+//! Names that come from the input are passed through [`one_line`], so they
+//! cannot forge lines or carry terminal escapes.
+
+use crate::convert::{Converted, FileConverted};
+use crate::error::{one_line, Error};
+use crate::gate::Outcome;
+use crate::model_dir::DirConverted;
+use decant_abi::Report;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `text` to stdout; a failed write (a closed pipe) is ignored.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes `text` to stderr; a failed write is ignored.
+pub fn emit_err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// One JSON object on one line of stdout.
+pub fn emit_json<T: Serialize>(value: &T) {
+    // Every value rendered here is built from plain structs and strings.
+    let mut line = serde_json::to_string(value).unwrap_or_else(|e| {
+        serde_json::json!({"status": "error", "kind": "internal", "message": e.to_string()})
+            .to_string()
+    });
+    line.push('\n');
+    emit(&line);
+}
+
+/// An error: `decant: what` and `hint: what to do` on stderr, or with
+/// `--json` one object on stdout.
+pub fn error(e: &Error, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({
+            "status": if e.kind.exit_code() == 1 { "refused" } else { "error" },
+            "kind": e.kind,
+            "message": e.message,
+            "hint": e.hint,
+        }));
+    } else {
+        emit_err(&format!("decant: {}\nhint: {}\n", e.message, e.hint));
+    }
+}
+
+/// `decant keygen`.
+pub fn keygen(private: &Path, public: &Path, keyid: &str, fingerprint: &str) {
+    emit(&format!(
+        "wrote {} (private, mode 0600) and {}\n  keyid {keyid}\n  fingerprint (sha256 of the SPKI DER) {fingerprint}\n",
+        private.display(),
+        public.display()
+    ));
+}
+
+/// `decant convert FILE`.
+pub fn converted(done: &FileConverted, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({
+            "status": "converted",
+            "conversion": done.conversion,
+            "receipt": done.receipt,
+        }));
+        return;
+    }
+    let c = &done.conversion;
+    let r = &c.report;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "converted {} -> {} ({} tensors, {} bytes, sha256 {})",
+        c.source.display(),
+        c.output.display(),
+        r.tensors,
+        c.output_bytes,
+        c.output_sha256
+    );
+    let _ = writeln!(
+        out,
+        "  source: {} format, pickle protocol {}, {} byte order, sha256 {}",
+        r.format, r.pickle_protocol, r.byteorder, c.source_sha256
+    );
+    aliases(&mut out, r, " (recorded in __metadata__)");
+    if r.dropped_total > 0 {
+        let _ = writeln!(out, "  dropped {} non-tensor entries:", r.dropped_total);
+        for d in &r.dropped {
+            let _ = writeln!(out, "    {} ({})", one_line(&d.name), d.kind);
+        }
+    }
+    if !r.ignored.is_empty() {
+        let _ = writeln!(
+            out,
+            "  converted only state_dict; ignored top-level entries: {}",
+            one_line(&r.ignored.join(", "))
+        );
+    }
+    if let Some(path) = &done.receipt {
+        let _ = writeln!(out, "  receipt: {}", path.display());
+    }
+    emit(&out);
+}
+
+/// One line per file as a directory conversion goes (without a terminal).
+pub fn dir_file_converted(c: &Converted) {
+    emit(&format!(
+        "converted {} -> {} ({} tensors, sha256 {})\n",
+        one_line(&c.source.display().to_string()),
+        one_line(&c.output.display().to_string()),
+        c.report.tensors,
+        c.output_sha256
+    ));
+}
+
+/// One line for an output an earlier receipt already vouches for.
+pub fn dir_file_reused(output: &str) {
+    emit(&format!(
+        "unchanged {} (its receipt already vouches for it)\n",
+        one_line(output)
+    ));
+}
+
+/// The summary after a directory conversion.
+pub fn dir_converted(d: &DirConverted, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({"status": "converted", "directory": d}));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "converted {} checkpoints in {} -> {}{}",
+        d.converted.len() + d.reused.len(),
+        one_line(&d.source.display().to_string()),
+        one_line(&d.output.display().to_string()),
+        if d.reused.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unchanged)", d.reused.len())
+        }
+    );
+    if let Some(index) = &d.index {
+        let _ = writeln!(out, "  index: {index}");
+    }
+    for c in &d.converted {
+        let n = c.report.aliases.len();
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "  {}: {n} tied names recorded in __metadata__",
+                one_line(&c.output.display().to_string())
+            );
+        }
+        if c.report.dropped_total > 0 {
+            let _ = writeln!(
+                out,
+                "  {}: dropped {} non-tensor entries",
+                one_line(&c.source.display().to_string()),
+                c.report.dropped_total
+            );
+        }
+    }
+    if !d.left_alone.is_empty() {
+        let _ = writeln!(
+            out,
+            "  left alone (not checkpoints): {}",
+            one_line(&d.left_alone.join(", "))
+        );
+    }
+    if let Some(r) = &d.receipt {
+        let _ = writeln!(out, "  receipt: {}", one_line(&r.display().to_string()));
+    }
+    emit(&out);
+}
+
+/// `decant inspect`.
+pub fn inspection(src: &Path, r: &Report, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({"status": "inspected", "source": src, "report": r}));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} format, pickle protocol {}, {} byte order, {} tensors",
+        src.display(),
+        r.format,
+        r.pickle_protocol,
+        r.byteorder,
+        r.tensors
+    );
+    for t in &r.tensor_list {
+        let _ = writeln!(
+            out,
+            "  {} {} {:?}{}",
+            one_line(&t.name),
+            t.dtype,
+            t.shape,
+            if t.strided { " (strided view)" } else { "" }
+        );
+    }
+    aliases(&mut out, r, "");
+    for d in &r.dropped {
+        let _ = writeln!(out, "  not a tensor: {} ({})", one_line(&d.name), d.kind);
+    }
+    if !r.ignored.is_empty() {
+        let _ = writeln!(
+            out,
+            "  outside state_dict: {}",
+            one_line(&r.ignored.join(", "))
+        );
+    }
+    let _ = writeln!(out, "  globals: {}", r.globals.join(", "));
+    emit(&out);
+}
+
+/// Most tied-weight lines printed; the rest are counted (the output's
+/// `__metadata__` and `--json` have them all).
+const MAX_PRINTED_ALIASES: usize = 20;
+
+fn aliases(out: &mut String, r: &Report, suffix: &str) {
+    for (removed, kept) in r.aliases.iter().take(MAX_PRINTED_ALIASES) {
+        let _ = writeln!(
+            out,
+            "  tied: {} = {}{suffix}",
+            one_line(removed),
+            one_line(kept)
+        );
+    }
+    if r.aliases.len() > MAX_PRINTED_ALIASES {
+        let _ = writeln!(
+            out,
+            "  ... and {} more tied names",
+            r.aliases.len() - MAX_PRINTED_ALIASES
+        );
+    }
+}
+
+/// `decant verify`: every check, then the verdict.
+pub fn verification(o: &Outcome, json: bool) {
+    let v = &o.verdict;
+    if json {
+        emit_json(&serde_json::json!({
+            "status": if o.passed() { "verified" } else { "not_verified" },
+            "artifact": o.artifact,
+            "artifact_sha256": o.artifact_sha256,
+            "receipt": o.receipt,
+            "signer_fingerprint": o.signer_fingerprint(),
+            "checks": v.checks(),
+            "failed": v.failed(),
+        }));
+        return;
+    }
+    let mut out = String::new();
+    for c in v.checks() {
+        let mark = if c.passed { "ok  " } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "{mark} {:<13} {}",
+            c.name.as_str(),
+            one_line(&c.detail)
+        );
+    }
+    if o.passed() {
+        let _ = writeln!(
+            out,
+            "verified: {} is vouched for by {} (signer {})",
+            one_line(&o.artifact.display().to_string()),
+            one_line(&o.receipt.display().to_string()),
+            o.signer_fingerprint().unwrap_or("?")
+        );
+        emit(&out);
+    } else {
+        emit(&out);
+        let failed: Vec<&str> = v.failed().iter().map(|n| n.as_str()).collect();
+        emit_err(&format!(
+            "decant: NOT verified: {} failed ({})\nhint: do not promote this artifact; each FAIL line above says what was expected and what was found\n",
+            one_line(&o.artifact.display().to_string()),
+            failed.join(", ")
+        ));
+    }
+}

@@ -1,0 +1,119 @@
+//! A directory as it will be served: every file under it.
+//!
+//! A directory receipt vouches for a directory only as a whole, because a
+//! loader serves whatever is there: a planted `pytorch_model.bin`,
+//! `sub/x.safetensors`, `model.SAFETENSORS` or `modeling_x.py` is served as
+//! surely as the weights the receipt names. So `decant verify DIR` lists
+//! every regular file under DIR, recursively and whatever its name, and
+//! anything that is not a regular file or directory (a symlink, a FIFO, a
+//! device, a socket) is a problem in itself: what it serves is not in DIR.
+
+use crate::convert::sha256_file;
+use crate::error::{Error, Result};
+use crate::trust::statement::Sha256Hex;
+use crate::trust::verify::DirectoryFiles;
+use cap_std::fs::Dir;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Most entries listed; a larger tree is refused rather than walked
+/// without end.
+pub const MAX_ENTRIES: usize = 1_000_000;
+/// Deepest nesting walked.
+pub const MAX_DEPTH: usize = 64;
+
+/// A file identity (device, inode), to leave the receipt itself out.
+pub type FileId = (u64, u64);
+
+/// The identity of an open file.
+pub fn file_id(file: &std::fs::File) -> std::io::Result<FileId> {
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Every regular file under `dir` with its sha256, except the file `except`
+/// (the receipt being checked); symlinks and special files are listed as
+/// problems.
+pub fn list(dir: &Dir, shown: &Path, except: Option<FileId>) -> Result<DirectoryFiles> {
+    let mut out = DirectoryFiles::default();
+    let mut entries = 0;
+    walk(dir, shown, "", 0, except, &mut entries, &mut out)?;
+    out.files.sort();
+    out.problems.sort();
+    Ok(out)
+}
+
+fn walk(
+    dir: &Dir,
+    shown: &Path,
+    prefix: &str,
+    depth: usize,
+    except: Option<FileId>,
+    entries: &mut usize,
+    out: &mut DirectoryFiles,
+) -> Result<()> {
+    let at = |rel: &str| shown.join(rel);
+    let io =
+        |rel: &str, e: std::io::Error| Error::io(format!("cannot read {}", at(rel).display()), &e);
+    if depth > MAX_DEPTH {
+        out.problems.push(format!(
+            "{prefix} is nested more than {MAX_DEPTH} directories deep"
+        ));
+        return Ok(());
+    }
+    for entry in dir.entries().map_err(|e| io(prefix, e))? {
+        let entry = entry.map_err(|e| io(prefix, e))?;
+        *entries += 1;
+        if *entries > MAX_ENTRIES {
+            return Err(Error::new(
+                crate::error::Kind::Limit,
+                format!("{} holds more than {MAX_ENTRIES} entries", shown.display()),
+                "verify a model directory, not a whole file system",
+            ));
+        }
+        let raw = entry.file_name();
+        let Some(name) = raw.to_str() else {
+            out.problems.push(format!(
+                "{prefix}{} has a name that is not UTF-8",
+                raw.to_string_lossy()
+            ));
+            continue;
+        };
+        let rel = format!("{prefix}{name}");
+        let kind = entry.file_type().map_err(|e| io(&rel, e))?;
+        if kind.is_dir() {
+            let sub = dir.open_dir(name).map_err(|e| io(&rel, e))?;
+            walk(
+                &sub,
+                shown,
+                &format!("{rel}/"),
+                depth + 1,
+                except,
+                entries,
+                out,
+            )?;
+        } else if kind.is_file() {
+            let file = dir.open(name).map_err(|e| io(&rel, e))?.into_std();
+            let meta = file.metadata().map_err(|e| io(&rel, e))?;
+            if !meta.is_file() {
+                out.problems
+                    .push(format!("{rel} changed into a non-file while being listed"));
+                continue;
+            }
+            if except == Some((meta.dev(), meta.ino())) {
+                continue;
+            }
+            let sha = sha256_file(&file).map_err(|e| io(&rel, e))?;
+            out.files.push((rel, Sha256Hex::from_computed(sha)));
+        } else {
+            let what = if kind.is_symlink() {
+                "a symlink"
+            } else {
+                "a special file (FIFO, socket or device)"
+            };
+            out.problems
+                .push(format!("{rel} is {what}, not a regular file"));
+        }
+    }
+    Ok(())
+}

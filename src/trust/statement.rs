@@ -1,0 +1,409 @@
+//! A decant receipt's statement as types: the one definition decant writes
+//! and reads back.
+//!
+//! The statement is an in-toto Statement v1 whose predicate is SLSA
+//! provenance v1 with decant's build type (docs/RECEIPTS.md lists every
+//! field). Writing and reading go through these structs, so a field cannot
+//! be written under one name and read under another, and nothing is read by
+//! string path. Reading is strict: every struct refuses unknown fields,
+//! duplicate fields and digests that are not lower-case sha256 hex. Every
+//! field of a decant receipt is one decant wrote, and a field decant would
+//! ignore is one another consumer might read differently (one
+//! interpretation or none).
+//!
+//! A parsed [`Statement`] means nothing until the verifier has checked the
+//! signature over its bytes; callers get it only inside a
+//! [`super::verify::Verified`].
+
+use crate::policy::Limits;
+use decant_abi::{Dropped, Report};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// in-toto Statement v1.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// SLSA provenance v1.
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// What a decant conversion is; its parameters are documented in
+/// docs/RECEIPTS.md.
+pub const BUILD_TYPE: &str = "https://decant.dev/conversion/v1";
+/// decant converting on the user's machine with a local key. A different
+/// trust model (say, a hosted converter) would get a different id, since
+/// SLSA consumers accept specific signer-builder pairs.
+pub const BUILDER_ID: &str = "https://decant.dev/builder/v1";
+/// Media type of a report byproduct.
+pub const REPORT_MEDIA_TYPE: &str = "application/json";
+
+/// A sha256 digest as lower-case hex, checked when parsed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// Accepts exactly 64 lower-case hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Sha256Hex(s.to_string()))
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Sha256Hex(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// From a digest decant computed itself (always lower-case hex).
+    pub fn from_computed(hex: String) -> Self {
+        Sha256Hex(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Sha256Hex::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a sha256 digest (64 lower-case hex digits)"
+            ))
+        })
+    }
+}
+
+/// in-toto DigestSet; decant records sha256 only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSet {
+    pub sha256: Sha256Hex,
+}
+
+/// The statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// Every file the receipt vouches for, by name (relative to the output
+    /// directory for a directory receipt) and digest.
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: Provenance,
+}
+
+/// One file the receipt vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    pub name: String,
+    pub digest: DigestSet,
+}
+
+/// SLSA provenance v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provenance {
+    pub build_definition: BuildDefinition,
+    pub run_details: RunDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildDefinition {
+    pub build_type: String,
+    pub external_parameters: ExternalParameters,
+    pub internal_parameters: InternalParameters,
+    pub resolved_dependencies: Vec<Dependency>,
+}
+
+/// What the user chose. SLSA asks for small string values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalParameters {
+    /// The source file's name, or the model directory's.
+    pub source: String,
+    /// `--strict`, written as `"true"` or `"false"`.
+    #[serde(with = "bool_text")]
+    pub strict: bool,
+    /// `default` or the policy file as the user named it.
+    pub policy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalParameters {
+    pub sandbox: SandboxParameters,
+}
+
+/// The sandbox the conversion ran in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxParameters {
+    pub runtime: String,
+    pub runtime_version: String,
+    pub isolation: String,
+    /// sha256 of the policy file's bytes.
+    pub policy_sha256: Sha256Hex,
+    pub limits: Limits,
+}
+
+/// A `resolvedDependencies` entry: a source file or the converter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    pub name: String,
+    pub digest: DigestSet,
+    pub annotations: DependencyRole,
+}
+
+/// `annotations.role` of a dependency, with what that role records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DependencyRole {
+    /// A file that was converted; ResourceDescriptor has no size field.
+    Source { size: u64 },
+    /// The guest wasm that converted.
+    Converter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDetails {
+    pub builder: Builder,
+    pub metadata: BuildMetadata,
+    /// One guest report per converted file.
+    pub byproducts: Vec<Byproduct>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Builder {
+    pub id: String,
+    pub version: BuilderVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderVersion {
+    pub decant: String,
+    pub wasmtime: String,
+}
+
+/// RFC 3339 times, whole seconds, UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildMetadata {
+    pub started_on: String,
+    pub finished_on: String,
+}
+
+/// A guest report, embedded as `annotations` (too big for `content`, which
+/// SLSA wants under 1 KB, and readable as plain JSON) with the sha256 of its
+/// compact, key-sorted JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Byproduct {
+    pub name: String,
+    pub media_type: String,
+    pub digest: DigestSet,
+    pub annotations: ReceiptReport,
+}
+
+impl Byproduct {
+    /// A report byproduct; the digest is computed here, so it always
+    /// matches.
+    pub fn report(name: String, report: ReceiptReport) -> Self {
+        Byproduct {
+            digest: DigestSet {
+                sha256: Sha256Hex::of(&sorted_json(&report)),
+            },
+            name,
+            media_type: REPORT_MEDIA_TYPE.into(),
+            annotations: report,
+        }
+    }
+
+    /// Whether `digest` is the digest of `annotations`.
+    pub fn digest_matches(&self) -> bool {
+        Sha256Hex::of(&sorted_json(&self.annotations)) == self.digest.sha256
+    }
+}
+
+/// What one listed entry costs in a statement beyond its names: quotes,
+/// separators and, for a dropped entry, its field names.
+pub const ENTRY_OVERHEAD: usize = 32;
+
+/// The guest's report as a receipt records it: the listings (dropped
+/// entries, entries outside `state_dict`, tied names) may be cut short so
+/// that every receipt fits the size a verifier reads; each has a total
+/// saying how many there were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptReport {
+    pub format: String,
+    pub pickle_protocol: u8,
+    pub byteorder: String,
+    pub tensors: u64,
+    pub output_bytes: u64,
+    pub dropped: Vec<Dropped>,
+    pub dropped_total: u64,
+    pub ignored: Vec<String>,
+    pub ignored_total: u64,
+    /// Removed name -> kept name (the output's `__metadata__` has them all).
+    pub aliases: BTreeMap<String, String>,
+    pub aliases_total: u64,
+    pub globals: Vec<String>,
+}
+
+impl ReceiptReport {
+    /// The report with every listing as the guest gave it.
+    pub fn from_report(r: &Report) -> Self {
+        ReceiptReport {
+            format: r.format.clone(),
+            pickle_protocol: r.pickle_protocol,
+            byteorder: r.byteorder.clone(),
+            tensors: r.tensors,
+            output_bytes: r.output_bytes,
+            dropped: r.dropped.clone(),
+            dropped_total: r.dropped_total,
+            ignored: r.ignored.clone(),
+            ignored_total: r.ignored.len() as u64,
+            aliases: r.aliases.clone(),
+            aliases_total: r.aliases.len() as u64,
+            globals: r.globals.clone(),
+        }
+    }
+
+    /// Cuts the listings down to at most `budget` bytes in all, counting
+    /// each entry as its names plus [`ENTRY_OVERHEAD`] (the totals stay),
+    /// keeping each listing's first entries.
+    pub fn cut_to(&mut self, budget: usize) {
+        let mut left = budget;
+        let mut take = |len: usize| {
+            let len = len.saturating_add(ENTRY_OVERHEAD);
+            let fits = len <= left;
+            if fits {
+                left -= len;
+            } else {
+                left = 0;
+            }
+            fits
+        };
+        self.dropped = std::mem::take(&mut self.dropped)
+            .into_iter()
+            .take_while(|d| take(d.name.len() + d.kind.len()))
+            .collect();
+        self.ignored = std::mem::take(&mut self.ignored)
+            .into_iter()
+            .take_while(|n| take(n.len()))
+            .collect();
+        self.aliases = std::mem::take(&mut self.aliases)
+            .into_iter()
+            .take_while(|(a, b)| take(a.len() + b.len()))
+            .collect();
+    }
+
+    /// Whether any listing was cut short.
+    pub fn is_cut(&self) -> bool {
+        self.dropped.len() as u64 != self.dropped_total
+            || self.ignored.len() as u64 != self.ignored_total
+            || self.aliases.len() as u64 != self.aliases_total
+    }
+}
+
+/// Compact JSON with keys sorted, the form decant signs (serde_json's map
+/// is a BTreeMap, so going through a `Value` sorts every object's keys).
+pub fn sorted_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_value(value)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default()
+}
+
+impl Statement {
+    /// The converter dependency, if there is exactly one.
+    pub fn converter(&self) -> Result<&Dependency, String> {
+        let mut found = self
+            .predicate
+            .build_definition
+            .resolved_dependencies
+            .iter()
+            .filter(|d| d.annotations == DependencyRole::Converter);
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err("the receipt names no converter dependency".into()),
+            (Some(_), Some(_)) => {
+                Err("the receipt names more than one converter dependency".into())
+            }
+        }
+    }
+
+    /// Every source dependency with its size.
+    pub fn sources(&self) -> impl Iterator<Item = (&Dependency, u64)> {
+        self.predicate
+            .build_definition
+            .resolved_dependencies
+            .iter()
+            .filter_map(|d| match d.annotations {
+                DependencyRole::Source { size } => Some((d, size)),
+                DependencyRole::Converter => None,
+            })
+    }
+
+    /// The sandbox policy's sha256.
+    pub fn policy_sha256(&self) -> &Sha256Hex {
+        &self
+            .predicate
+            .build_definition
+            .internal_parameters
+            .sandbox
+            .policy_sha256
+    }
+
+    /// Whether the conversion ran with `--strict`.
+    pub fn strict(&self) -> bool {
+        self.predicate.build_definition.external_parameters.strict
+    }
+
+    /// The subject named `name`.
+    pub fn subject(&self, name: &str) -> Option<&Subject> {
+        self.subject.iter().find(|s| s.name == name)
+    }
+
+    /// The report byproduct named `name`.
+    pub fn byproduct(&self, name: &str) -> Option<&Byproduct> {
+        self.predicate
+            .run_details
+            .byproducts
+            .iter()
+            .find(|b| b.name == name)
+    }
+}
+
+/// `true`/`false` as the strings SLSA parameters are.
+mod bool_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if *v { "true" } else { "false" })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "strict must be \"true\" or \"false\", found {other:?}"
+            ))),
+        }
+    }
+}
