@@ -627,3 +627,75 @@ fn verify_directory_with_planted_files() {
         ],
     );
 }
+
+/// Runs decant with stdout a pipe whose reading end is already closed
+/// (`decant ... | head -0`).
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .unwrap()
+}
+
+/// Issue 9: a closed stdout made `println!` panic (exit 101), and in
+/// directory mode the per-file lines are printed while converting. Now a
+/// failed write is dropped: the exit status, the published files and the
+/// verdict are what they would have been.
+#[test]
+fn a_closed_stdout_changes_nothing() {
+    let w = world();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let key = w.dir.join("key");
+    let run = with_closed_stdout(&[
+        "convert",
+        fixture("dirs/sharded").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let file = work.path().join("m.safetensors");
+    let run = with_closed_stdout(&[
+        "convert",
+        fixture("convert/tied.pt").to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0));
+    assert!(file.exists() && work.path().join("m.safetensors.intoto.jsonl").exists());
+
+    let receipt = out.join("decant.intoto.jsonl");
+    let public = w.dir.join("key.pub");
+    let verify = |artifact: &Path, trusted: &Path| {
+        with_closed_stdout(&[
+            "verify",
+            artifact.to_str().unwrap(),
+            "--receipt",
+            receipt.to_str().unwrap(),
+            "--trusted-key",
+            trusted.to_str().unwrap(),
+        ])
+        .status
+        .code()
+    };
+    assert_eq!(verify(&out, &public), Some(0));
+    assert_eq!(verify(&out, &w.dir.join("other.pub")), Some(1));
+    assert_eq!(verify(&w.dir.join("planted"), &public), Some(1));
+}

@@ -280,7 +280,7 @@ fn rerun_reuses_outputs_with_a_valid_receipt() {
 #[test]
 fn rerun_under_another_policy_or_strictness_converts_again() {
     let work = tempfile::tempdir().unwrap();
-    let (key, _public) = keygen(work.path());
+    let (key, public) = keygen(work.path());
     let out = work.path().join("out");
     let src = fixture("dirs/sharded");
     let policy = work.path().join("policy.json");
@@ -309,6 +309,70 @@ fn rerun_under_another_policy_or_strictness_converts_again() {
         "another policy"
     );
     assert_eq!(convert(&[]), 0, "back to the default policy, not strict");
+
+    // Another key: the earlier receipt does not authenticate with it, so
+    // nothing is reused, and the new receipt is the new key's alone.
+    let keys = work.path().join("keys");
+    fs::create_dir(&keys).unwrap();
+    let (other_key, other_public) = keygen(&keys);
+    let run = convert_signed(&src, &out, &other_key, &["--force"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(verify_dir(&out, &other_public, &[]).0, 0);
+    assert_eq!(
+        verify_dir(&out, &public, &[]),
+        (
+            1,
+            vec![
+                "signature".into(),
+                "statement".into(),
+                "build_type".into(),
+                "builder".into(),
+                "converter".into(),
+                "subject".into()
+            ]
+        )
+    );
+}
+
+/// The rerun bug as the issue reported it: a rerun under a policy that
+/// refuses every file must refuse, not reuse the earlier outputs and sign
+/// a receipt naming the narrower policy.
+#[test]
+fn rerun_under_a_policy_that_refuses_the_files_refuses() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let out = work.path().join("out");
+    let src = fixture("dirs/sharded");
+    let narrow = work.path().join("narrow.json");
+    let mut p: serde_json::Value =
+        serde_json::from_str(include_str!("../../sandbox-policy/default.json")).unwrap();
+    p["allowed_globals"] = serde_json::json!(["collections.OrderedDict"]);
+    fs::write(&narrow, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
+    assert_eq!(convert_signed(&src, &out, &key, &[]).code, 0);
+    let receipt = fs::read(out.join("decant.intoto.jsonl")).unwrap();
+    let run = convert_signed(
+        &src,
+        &out,
+        &key,
+        &["--strict", "--policy", narrow.to_str().unwrap(), "--force"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed by the sandbox policy"),
+        "{v}"
+    );
+    assert_eq!(fs::read(out.join("decant.intoto.jsonl")).unwrap(), receipt);
+    let narrow_sha = decant::policy::Policy::load(&narrow).unwrap().sha256;
+    assert_eq!(
+        verify_dir(&out, &public, &["--policy-sha256", narrow_sha.as_str()]),
+        (1, vec!["policy".into()])
+    );
 }
 
 /// The directory receipt vouches for the directory as a whole.
