@@ -1,6 +1,6 @@
 //! Errors as users see them: what happened, what to do, and an exit status.
 //!
-//! Every failure maps to exactly one of three statuses (DESIGN.md): 1 when the
+//! Every failure maps to exactly one of three statuses (README, "Exit status"): 1 when the
 //! input was refused (unsafe, unsupported or corrupt) or a verification
 //! failed, 2 for usage, I/O and internal errors.
 

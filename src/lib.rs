@@ -2,37 +2,44 @@
 //! wasmtime sandbox, without executing anything the checkpoint contains.
 //!
 //! The host (this crate) is small and trusted: it opens files, runs the
-//! converter guest under limits, validates what comes back and publishes it
-//! atomically. All parsing of untrusted bytes happens in the guest
-//! (`converter-guest/`).
+//! converter guest under limits, validates what comes back, publishes it
+//! atomically and signs and verifies receipts. Checkpoint bytes are parsed
+//! only in the guest (`converter-guest/`). The host parses a few inputs of
+//! its own, each bounded before it is read and parsed strictly: sharded
+//! index files, receipts (DSSE JSON and the statement inside), key files
+//! (PEM), policy files, and the safetensors header of every output it
+//! publishes (SECURITY.md lists the limits).
 //!
-//! - [`cli`]: the command line.
-//! - [`convert`]: one conversion end to end.
+//! - [`cli`]: argument parsing and exit statuses; `render`: everything
+//!   printed, through one writer that never panics.
+//! - [`convert`]: one conversion end to end, and convert-and-sign.
 //! - [`sandbox`]: wasmtime configuration, limits and the host functions.
 //! - [`policy`]: the sandbox policy file.
 //! - [`validate`]: checks of the guest's safetensors output.
 //! - [`output`]: temp files and atomic publication.
 //! - [`guest`]: the embedded converter.
-//! - [`keys`]: Ed25519 key files (PKCS#8 / SPKI PEM) and key ids.
-//! - [`dsse`]: the signed envelope (DSSE v1, PAE, Ed25519).
-//! - [`receipt`]: the in-toto / SLSA provenance statement for a conversion.
-//! - [`verify`]: checking a receipt against an artifact.
-//! - [`model_dir`]: model directories (Hugging Face layouts, shards, batch).
-//! - [`gate`]: `decant verify`, the promotion gate (inputs, --reproduce, output).
+//! - [`receipt`]: the statement for a conversion, signed, staged and
+//!   published after the outputs it covers.
+//! - [`trust`]: the trust core, separable from the sandbox: keys, DSSE,
+//!   the typed statement, verification.
+//! - `model_dir`: model directories (Hugging Face layouts, shards, reruns).
+//! - `served`: a directory as it will be served (what `verify DIR` covers).
+//! - `gate`: `decant verify`, the promotion gate (inputs, `--source DIR`,
+//!   `--reproduce`).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod convert;
 pub mod error;
-pub mod gate;
+pub(crate) mod gate;
 pub mod guest;
-pub mod model_dir;
+pub(crate) mod model_dir;
 pub mod output;
 pub mod policy;
-pub mod progress;
+pub(crate) mod progress;
 pub mod receipt;
-pub mod render;
+pub(crate) mod render;
 pub mod sandbox;
-pub mod served;
+pub(crate) mod served;
 pub mod trust;
 pub mod validate;

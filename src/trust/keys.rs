@@ -1,7 +1,7 @@
 //! Ed25519 signing keys for receipts, in the file formats other tools read.
 //!
-//! Receipts must verify with tools that are not decant (DESIGN.md: "Any DSSE
-//! verifier with the public key ... must accept a decant receipt"), so keys
+//! Receipts must verify with tools that are not decant (docs/RECEIPTS.md:
+//! securesystemslib and openssl check them in CI), so keys
 //! are the plain formats those tools share: the private key is PKCS#8 PEM
 //! byte-for-byte as `openssl genpkey -algorithm ed25519` writes it (the
 //! 48-byte v1 form, no embedded public key), the public key is SPKI PEM
