@@ -26,10 +26,14 @@ impl Source for HostSource {
         if offset >= self.len || buf.is_empty() {
             return 0;
         }
+        // `offset < len`, which came from an i64.
+        let Ok(offset) = i64::try_from(offset) else {
+            return 0;
+        };
         let n = buf.len().min(MAX_IO_CHUNK as usize);
         // SAFETY: `buf` is a live, writable slice of at least `n` bytes; the
         // host writes at most `n` bytes into it and returns how many.
-        let got = unsafe { read_source(offset as i64, buf.as_mut_ptr(), n as i32) };
+        let got = unsafe { read_source(offset, buf.as_mut_ptr(), n as i32) };
         got.clamp(0, n as i32) as usize
     }
 }
@@ -57,9 +61,18 @@ fn host_source() -> HostSource {
 }
 
 fn report(outcome: &Outcome) -> i32 {
-    let json = serde_json::to_vec(outcome).expect("the outcome is plain data");
-    // SAFETY: `json` is a live slice the host only reads.
-    unsafe { finish(json.as_ptr(), json.len() as i32) };
+    // The outcome is strings, integers and string-keyed maps, which
+    // serde_json writes into a Vec without fail. Were that ever wrong (or
+    // the JSON past what an i32 can say), no `finish` is sent and the host
+    // reports that the guest returned without reporting: an internal error,
+    // as a trap here would be.
+    if let Ok(json) = serde_json::to_vec(outcome) {
+        if let Ok(len) = i32::try_from(json.len()) {
+            // SAFETY: `json` is a live slice of `len` bytes the host only
+            // reads.
+            unsafe { finish(json.as_ptr(), len) };
+        }
+    }
     match outcome {
         Outcome::Done(_) => status::OK,
         Outcome::Refused(_) => status::REFUSED,
