@@ -169,9 +169,19 @@ pub fn sign_statement(statement: &Statement, key: &SigningKey) -> Envelope {
 /// stay), the room left shared among the reports, so that every receipt
 /// decant writes is one `decant verify` reads.
 pub fn signed_line(input: &ReceiptInput<'_>, key: &SigningKey, shown: &Path) -> Result<String> {
+    signed_line_within(input, key, shown, MAX_RECEIPT_BYTES)
+}
+
+/// [`signed_line`] for a limit of `max` bytes (tests use a small one).
+fn signed_line_within(
+    input: &ReceiptInput<'_>,
+    key: &SigningKey,
+    shown: &Path,
+    max: usize,
+) -> Result<String> {
     let sign = |input: &ReceiptInput<'_>| to_line(&sign_statement(&statement(input), key));
     let line = sign(input);
-    if line.len() <= MAX_RECEIPT_BYTES {
+    if line.len() <= max {
         return Ok(line);
     }
     let cut_to = |budget: usize| {
@@ -184,24 +194,24 @@ pub fn signed_line(input: &ReceiptInput<'_>, key: &SigningKey, shown: &Path) -> 
     let bare = sign(&cut_to(0)).len();
     // A name byte costs at most 8 in the line: 6 for a JSON escape, times
     // 4/3 for base64.
-    let mut budget = MAX_RECEIPT_BYTES.saturating_sub(bare) / input.reports.len().max(1) / 8;
+    let mut budget = max.saturating_sub(bare) / input.reports.len().max(1) / 8;
     loop {
         let line = sign(&cut_to(budget));
-        if line.len() <= MAX_RECEIPT_BYTES {
+        if line.len() <= max {
             return Ok(line);
         }
         if budget == 0 {
-            return Err(too_large(shown, line.len()));
+            return Err(too_large(shown, line.len(), max));
         }
         budget /= 2;
     }
 }
 
-fn too_large(shown: &Path, len: usize) -> Error {
+fn too_large(shown: &Path, len: usize, max: usize) -> Error {
     Error::new(
         Kind::Limit,
         format!(
-            "the receipt for {} would be {len} bytes, more than the {MAX_RECEIPT_BYTES} decant verify reads",
+            "the receipt for {} would be {len} bytes, more than the {max} decant verify reads",
             shown.display(),
         ),
         "convert the files in smaller groups",
@@ -247,7 +257,7 @@ fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
     // signed_line makes every receipt fit; this is the last guard that
     // nothing decant verify would refuse unread is ever written.
     if line.len() > MAX_RECEIPT_BYTES {
-        return Err(too_large(path, line.len()));
+        return Err(too_large(path, line.len(), MAX_RECEIPT_BYTES));
     }
     let mut file = pending.file()?;
     file.write_all(line.as_bytes()).map_err(|e| {
@@ -559,19 +569,22 @@ pub(crate) mod tests {
     /// cut to fit, with their totals kept, and the receipt authenticates.
     #[test]
     fn long_report_listings_are_cut_so_the_receipt_verifies() {
+        // The cutting is the same for any limit; a small one keeps the test
+        // fast (receipts at the real limit take seconds to sign in debug).
+        const LIMIT: usize = 256 << 10;
         let policy = Policy::default_policy().unwrap();
         let key = SigningKey::from_bytes(&[9u8; 32]);
         let mut input = sample_input(&"a".repeat(64), &"b".repeat(64), &"c".repeat(64), &policy);
         let mut report = sample_report();
         report.dropped = (0..1000)
             .map(|i| decant_abi::Dropped {
-                name: format!("{i}{}", "\u{1}".repeat(8 << 10)),
+                name: format!("{i}{}", "\u{1}".repeat(200)),
                 kind: "str".into(),
             })
             .collect();
         report.dropped_total = 5000;
         report.aliases = (0..300)
-            .map(|i| (format!("{i}{}", "t".repeat(20 << 10)), "kept".to_string()))
+            .map(|i| (format!("{i}{}", "t".repeat(1000)), "kept".to_string()))
             .collect();
         input.reports = (0..3)
             .map(|i| {
@@ -582,13 +595,10 @@ pub(crate) mod tests {
             })
             .collect();
         let full = to_line(&sign_statement(&statement(&input), &key));
-        assert!(
-            full.len() > MAX_RECEIPT_BYTES,
-            "the test must start too large"
-        );
+        assert!(full.len() > LIMIT, "the test must start too large");
 
-        let line = signed_line(&input, &key, Path::new("r")).unwrap();
-        assert!(line.len() <= MAX_RECEIPT_BYTES, "{}", line.len());
+        let line = signed_line_within(&input, &key, Path::new("r"), LIMIT).unwrap();
+        assert!(line.len() <= LIMIT, "{}", line.len());
         let keys = [key.verifying_key()];
         let converters = [sha(&"c".repeat(64))];
         let verified = crate::trust::verify::authenticate(
@@ -618,6 +628,13 @@ pub(crate) mod tests {
         assert_eq!(
             signed_line(&small, &key, Path::new("r")).unwrap(),
             to_line(&sign_statement(&statement(&small), &key))
+        );
+        // Too many files to fit even without listings: refused as a limit.
+        let e = signed_line_within(&input, &key, Path::new("r"), 2000).unwrap_err();
+        assert_eq!(e.kind, Kind::Limit);
+        assert!(
+            e.message.contains("more than the 2000 decant verify reads"),
+            "{e:?}"
         );
     }
 
