@@ -699,3 +699,53 @@ fn a_closed_stdout_changes_nothing() {
     assert_eq!(verify(&out, &w.dir.join("other.pub")), Some(1));
     assert_eq!(verify(&w.dir.join("planted"), &public), Some(1));
 }
+
+// Model directories: the refusals a user meets most.
+
+#[test]
+fn directory_two_sources_one_output() {
+    snapshot(
+        "directory_two_sources_one_output",
+        &["convert", "[F]/dirs/collision", "-o", "[W]/never"],
+    );
+}
+
+#[test]
+fn directory_index_escapes() {
+    snapshot(
+        "directory_index_escapes",
+        &["convert", "[F]/dirs/escape_dotdot", "-o", "[W]/never"],
+    );
+}
+
+#[test]
+fn directory_index_names_a_missing_shard() {
+    snapshot(
+        "directory_index_names_a_missing_shard",
+        &["convert", "[F]/dirs/missing_shard", "-o", "[W]/never"],
+    );
+}
+
+#[test]
+fn directory_index_damaged() {
+    snapshot(
+        "directory_index_damaged",
+        &["convert", "[F]/dirs/bad_index", "-o", "[W]/never"],
+    );
+}
+
+#[test]
+fn directory_checkpoint_symlink_leads_out() {
+    snapshot(
+        "directory_checkpoint_symlink_leads_out",
+        &["convert", "[F]/dirs/escape_symlink", "-o", "[W]/never"],
+    );
+}
+
+#[test]
+fn inspect_refuses_a_code_running_global() {
+    snapshot(
+        "inspect_refuses_a_code_running_global",
+        &["inspect", "[F]/hostile/g_posix_system_p0.pt"],
+    );
+}
