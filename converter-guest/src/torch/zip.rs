@@ -321,20 +321,21 @@ fn check_crc(name: &str, bytes: &[u8], expected: u32) -> Result<()> {
 /// bytes after it are a second payload some other reader might see. Returns
 /// the record's offset.
 fn check_no_trailing_bytes(src: &dyn Source) -> Result<u64> {
-    const EOCD: usize = 22;
+    const EOCD: usize = EndRecord::LEN;
     let len = src.len();
     let tail_len = len.min((EOCD + u16::MAX as usize) as u64);
-    let tail = src.read_vec(len - tail_len, tail_len)?;
+    let tail_start = len - tail_len;
+    let tail = src.read_vec(tail_start, tail_len)?;
     if tail.len() < EOCD {
         return Err(corrupt("no end-of-central-directory record"));
     }
     // Scan backwards for an EOCD whose comment runs exactly to the end.
     for i in (0..=tail.len().saturating_sub(EOCD)).rev() {
-        if tail[i..].starts_with(b"PK\x05\x06") {
-            let comment = u16::from_le_bytes([tail[i + 20], tail[i + 21]]) as usize;
+        if let Some(record) = tail.get(i..).and_then(EndRecord::read) {
+            let comment = record.comment_len as usize;
             let end = i + EOCD + comment;
             if end == tail.len() {
-                return Ok(len - tail_len + i as u64);
+                return Ok(tail_start + i as u64);
             }
             if end > tail.len() {
                 return Err(corrupt(format!(
@@ -363,10 +364,16 @@ pub fn check_record_crc(
     let mut buf = vec![0u8; size.min(1 << 20) as usize];
     let mut done = 0u64;
     while done < size {
-        let n = (size - done).min(buf.len() as u64) as usize;
-        src.read_exact_at(offset + done, &mut buf[..n])?;
-        hasher.update(&buf[..n]);
-        done += n as u64;
+        // Only the last piece is shorter than the buffer.
+        buf.truncate((size - done).min(buf.len() as u64) as usize);
+        let at = offset.checked_add(done).ok_or_else(|| {
+            corrupt(format!(
+                "record {name} at byte {offset} runs past the end of any file"
+            ))
+        })?;
+        src.read_exact_at(at, &mut buf)?;
+        hasher.update(&buf);
+        done += buf.len() as u64;
     }
     let actual = hasher.finalize();
     if actual != expected {
@@ -382,14 +389,221 @@ const FLAG_DESCRIPTOR: u16 = 0x0008;
 const FLAG_PATCHED: u16 = 0x0020;
 const FLAG_STRONG_ENCRYPTION: u16 = 0x0040;
 
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes([b[i], b[i + 1]])
+/// Reads the little-endian fields of a zip structure in order. Every read
+/// checks the bounds and returns `None` past the end: the walker never
+/// indexes into attacker-sized bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
 }
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+
+    /// Bytes read so far.
+    fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not read yet.
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let taken = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(taken)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+
+    /// The 4-byte signature a record starts with, or `None`.
+    fn signature(&mut self, expected: &[u8; 4]) -> Option<()> {
+        (self.take(4)? == expected).then_some(())
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
 }
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+
+/// The end-of-central-directory record, without its comment.
+struct EndRecord {
+    disk: u16,
+    cd_disk: u16,
+    entries_here: u16,
+    entries: u16,
+    cd_size: u32,
+    cd_start: u32,
+    comment_len: u16,
+}
+
+impl EndRecord {
+    const LEN: usize = 22;
+
+    /// `None` unless `bytes` start with a whole record.
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        r.signature(b"PK\x05\x06")?;
+        Some(EndRecord {
+            disk: r.u16()?,
+            cd_disk: r.u16()?,
+            entries_here: r.u16()?,
+            entries: r.u16()?,
+            cd_size: r.u32()?,
+            cd_start: r.u32()?,
+            comment_len: r.u16()?,
+        })
+    }
+}
+
+/// The ZIP64 end-of-central-directory locator.
+struct Zip64Locator {
+    /// Disk holding the ZIP64 end record.
+    end_disk: u32,
+    /// Offset of the ZIP64 end record.
+    end_at: u64,
+    disks: u32,
+}
+
+impl Zip64Locator {
+    const LEN: u64 = 20;
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        r.signature(b"PK\x06\x07")?;
+        Some(Zip64Locator {
+            end_disk: r.u32()?,
+            end_at: r.u64()?,
+            disks: r.u32()?,
+        })
+    }
+}
+
+/// The ZIP64 end-of-central-directory record (its fixed fields).
+struct Zip64End {
+    /// The size of the rest of the record.
+    record_size: u64,
+    disk: u32,
+    cd_disk: u32,
+    entries_here: u64,
+    entries: u64,
+    cd_size: u64,
+    cd_start: u64,
+}
+
+impl Zip64End {
+    const LEN: u64 = 56;
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        r.signature(b"PK\x06\x06")?;
+        let record_size = r.u64()?;
+        r.skip(4)?; // versions made by and needed
+        Some(Zip64End {
+            record_size,
+            disk: r.u32()?,
+            cd_disk: r.u32()?,
+            entries_here: r.u64()?,
+            entries: r.u64()?,
+            cd_size: r.u64()?,
+            cd_start: r.u64()?,
+        })
+    }
+}
+
+/// The fixed part of a central directory record (46 bytes; the name, extra
+/// field and comment follow).
+struct DirectoryHeader {
+    flags: u16,
+    compressed_size: u32,
+    size: u32,
+    name_len: u16,
+    extra_len: u16,
+    comment_len: u16,
+    disk_start: u16,
+    external_attributes: u32,
+    header_start: u32,
+}
+
+impl DirectoryHeader {
+    fn read(r: &mut Reader) -> Option<Self> {
+        r.signature(b"PK\x01\x02")?;
+        r.skip(4)?; // versions made by and needed
+        let flags = r.u16()?;
+        r.skip(2 + 4 + 4)?; // method, time and date, CRC-32
+        let compressed_size = r.u32()?;
+        let size = r.u32()?;
+        let (name_len, extra_len, comment_len) = (r.u16()?, r.u16()?, r.u16()?);
+        let disk_start = r.u16()?;
+        r.skip(2)?; // internal attributes
+        Some(DirectoryHeader {
+            flags,
+            compressed_size,
+            size,
+            name_len,
+            extra_len,
+            comment_len,
+            disk_start,
+            external_attributes: r.u32()?,
+            header_start: r.u32()?,
+        })
+    }
+}
+
+/// A local file header (30 bytes; the name and extra field follow).
+struct LocalHeader {
+    flags: u16,
+    method: u16,
+    crc32: u32,
+    compressed_size: u32,
+    size: u32,
+    name_len: u16,
+    extra_len: u16,
+}
+
+impl LocalHeader {
+    const LEN: u64 = 30;
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        r.signature(b"PK\x03\x04")?;
+        r.skip(2)?; // version needed
+        let (flags, method) = (r.u16()?, r.u16()?);
+        r.skip(4)?; // time and date
+        Some(LocalHeader {
+            flags,
+            method,
+            crc32: r.u32()?,
+            compressed_size: r.u32()?,
+            size: r.u32()?,
+            name_len: r.u16()?,
+            extra_len: r.u16()?,
+        })
+    }
 }
 
 /// The central directory as decant reads it, independently of the `zip`
@@ -425,56 +639,53 @@ const FLAG_ENCRYPTED_DIRECTORY: u16 = 0x2000;
 const DOS_DIRECTORY: u32 = 0x10;
 
 fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
-    let e = src.read_vec(eocd, 22)?;
-    if u16_at(&e, 4) != 0 || u16_at(&e, 6) != 0 || u16_at(&e, 8) != u16_at(&e, 10) {
+    // check_no_trailing_bytes found the record here.
+    let e = EndRecord::read(&src.read_vec(eocd, EndRecord::LEN as u64)?)
+        .ok_or_else(|| corrupt("no end-of-central-directory record"))?;
+    if e.disk != 0 || e.cd_disk != 0 || e.entries_here != e.entries {
         return Err(unsupported(
             "multi-disk zip archive",
             "torch writes single-file archives; the archive was altered",
         ));
     }
-    let (mut count, mut size, mut start) = (
-        u16_at(&e, 10) as u64,
-        u32_at(&e, 12) as u64,
-        u32_at(&e, 16) as u64,
-    );
+    let (mut count, mut size, mut start) = (e.entries as u64, e.cd_size as u64, e.cd_start as u64);
     let mut cd_end = eocd;
     // torch's writer always adds ZIP64 end records; when a locator precedes
     // the EOCD, the ZIP64 record is authoritative.
-    let locator = match eocd.checked_sub(20) {
-        Some(o) => Some(src.read_vec(o, 20)?).filter(|l| l.starts_with(b"PK\x06\x07")),
+    let locator = match eocd.checked_sub(Zip64Locator::LEN) {
+        Some(at) => Zip64Locator::read(&src.read_vec(at, Zip64Locator::LEN)?).map(|l| (at, l)),
         None => None,
     };
     let overflowed = count == 0xffff || size == 0xffff_ffff || start == 0xffff_ffff;
     match locator {
-        Some(loc) => {
-            let z = u64_at(&loc, 8);
-            let r = src.read_vec(z, 56)?;
-            if !r.starts_with(b"PK\x06\x06") || z.checked_add(56) != Some(eocd - 20) {
-                return Err(corrupt(
-                    "ZIP64 end-of-central-directory record missing or misplaced",
-                ));
-            }
+        Some((locator_at, loc)) => {
+            let z = loc.end_at;
+            let r = Zip64End::read(&src.read_vec(z, Zip64End::LEN)?)
+                .filter(|_| z.checked_add(Zip64End::LEN) == Some(locator_at))
+                .ok_or_else(|| {
+                    corrupt("ZIP64 end-of-central-directory record missing or misplaced")
+                })?;
             // The record's own size field: 44 for the fixed fields, as torch
             // writes it; anything else describes a different record.
-            if u64_at(&r, 4) != 44 {
+            if r.record_size != 44 {
                 return Err(corrupt(format!(
                     "the ZIP64 end record claims a size of {} bytes, not 44",
-                    u64_at(&r, 4)
+                    r.record_size
                 )));
             }
             // One disk, as torch writes it (miniz refuses other counts).
-            let one_disk = u32_at(&loc, 4) == 0
-                && u32_at(&loc, 16) == 1
-                && u32_at(&r, 16) == 0
-                && u32_at(&r, 20) == 0
-                && u64_at(&r, 24) == u64_at(&r, 32);
+            let one_disk = loc.end_disk == 0
+                && loc.disks == 1
+                && r.disk == 0
+                && r.cd_disk == 0
+                && r.entries_here == r.entries;
             if !one_disk {
                 return Err(unsupported(
                     "multi-disk zip archive (ZIP64 end records)",
                     "torch writes single-file archives; the archive was altered",
                 ));
             }
-            let (c64, s64, o64) = (u64_at(&r, 32), u64_at(&r, 40), u64_at(&r, 48));
+            let (c64, s64, o64) = (r.entries, r.cd_size, r.cd_start);
             let agrees = |classic: u64, wide: u64, max: u64| classic == max || classic == wide;
             if !(agrees(count, c64, 0xffff)
                 && agrees(size, s64, 0xffff_ffff)
@@ -498,32 +709,25 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
     let cd = src.read_vec(start, size)?;
     let mut names = Vec::new();
     let mut entries = HashMap::new();
-    let mut i = 0usize;
-    while i < cd.len() {
-        if cd.len() - i < 46 || !cd[i..].starts_with(b"PK\x01\x02") {
-            return Err(corrupt(format!(
-                "bad central directory record at byte {}",
-                start + i as u64
-            )));
-        }
-        let (n, x, c) = (
-            u16_at(&cd, i + 28) as usize,
-            u16_at(&cd, i + 30) as usize,
-            u16_at(&cd, i + 32) as usize,
-        );
-        let name_start = i + 46;
-        let next = name_start + n + x + c;
-        if next > cd.len() {
-            return Err(corrupt("central directory record runs past the directory"));
-        }
-        let name = cd[name_start..name_start + n].to_vec();
-        let shown = crate::error::printable(&String::from_utf8_lossy(&name));
-        let raw = raw_entry(&cd[i..next], n, x, &shown)?;
-        if entries.insert(name.clone(), raw).is_some() {
+    let mut r = Reader::new(&cd);
+    while !r.is_empty() {
+        // Within the directory, whose end was checked above.
+        let at = start.saturating_add(r.pos() as u64);
+        let header = DirectoryHeader::read(&mut r)
+            .ok_or_else(|| corrupt(format!("bad central directory record at byte {at}")))?;
+        let (name, extra) = (|| {
+            let name = r.take(header.name_len.into())?;
+            let extra = r.take(header.extra_len.into())?;
+            r.skip(header.comment_len.into())?;
+            Some((name, extra))
+        })()
+        .ok_or_else(|| corrupt("central directory record runs past the directory"))?;
+        let shown = crate::error::printable(&String::from_utf8_lossy(name));
+        let raw = raw_entry(&header, name, extra, &shown)?;
+        if entries.insert(name.to_vec(), raw).is_some() {
             return Err(corrupt(format!("duplicate zip entry {shown}")));
         }
-        names.push(name);
-        i = next;
+        names.push(name.to_vec());
     }
     // torch finds records with miniz's case-insensitive lookup, so names
     // equal up to ASCII case are one record to torch and two to decant.
@@ -550,52 +754,47 @@ fn central_directory(src: &dyn Source, eocd: u64) -> Result<Directory> {
     })
 }
 
-/// Reads one central directory record (`rec`: header, name, extra,
-/// comment) the way torch's reader does, refusing what it would read
-/// differently from the `zip` crate or not at all.
-fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Result<RawEntry> {
-    let flags = u16_at(rec, 8);
+/// Reads one central directory record (its header, name and extra field)
+/// the way torch's reader does, refusing what it would read differently
+/// from the `zip` crate or not at all.
+fn raw_entry(header: &DirectoryHeader, name: &[u8], extra: &[u8], shown: &str) -> Result<RawEntry> {
+    let flags = header.flags;
     if flags & FLAG_ENCRYPTED_DIRECTORY != 0 {
         return Err(unsupported(
             format!("zip entry {shown} is flagged as having an encrypted central directory"),
             "torch never writes such entries; the archive was altered",
         ));
     }
-    let name = &rec[46..46 + name_len];
-    if name.ends_with(b"/") || u32_at(rec, 38) & DOS_DIRECTORY != 0 {
+    if name.ends_with(b"/") || header.external_attributes & DOS_DIRECTORY != 0 {
         return Err(corrupt(format!(
             "zip entry {shown} is marked as a directory (torch would read no data from it)"
         )));
     }
-    if u16_at(rec, 34) != 0 {
+    if header.disk_start != 0 {
         return Err(unsupported(
             format!("zip entry {shown} starts on another disk"),
             "torch writes single-file archives; the archive was altered",
         ));
     }
-    let mut size = u32_at(rec, 24) as u64;
-    let mut compressed_size = u32_at(rec, 20) as u64;
-    let mut header_start = u32_at(rec, 42) as u64;
-    let extra = &rec[46 + name_len..46 + name_len + extra_len];
-    let mut j = 0;
-    while j < extra.len() {
-        let field = extra
-            .get(j..j + 4)
-            .and_then(|h| {
-                let len = u16_at(h, 2) as usize;
-                extra
-                    .get(j + 4..j + 4 + len)
-                    .map(|body| (u16_at(h, 0), body))
-            })
-            .ok_or_else(|| corrupt(format!("zip entry {shown} has a malformed extra field")))?;
+    let mut size = header.size as u64;
+    let mut compressed_size = header.compressed_size as u64;
+    let mut header_start = header.header_start as u64;
+    let mut fields = Reader::new(extra);
+    while !fields.is_empty() {
+        let field = (|| {
+            let id = fields.u16()?;
+            let len = fields.u16()?;
+            Some((id, fields.take(len.into())?))
+        })()
+        .ok_or_else(|| corrupt(format!("zip entry {shown} has a malformed extra field")))?;
         match field {
             // ZIP64: one u64 for each 32-bit field that is 0xFFFFFFFF, in
             // this order, and nothing else (what miniz reads).
             (0x0001, body) => {
-                let mut values = body.chunks_exact(8).map(|c| u64_at(c, 0));
+                let mut values = Reader::new(body);
                 let mut wide = |v: &mut u64| -> Result<()> {
                     if *v == 0xffff_ffff {
-                        *v = values.next().ok_or_else(|| {
+                        *v = values.u64().ok_or_else(|| {
                             corrupt(format!("zip entry {shown}: ZIP64 extra field too short"))
                         })?;
                     }
@@ -604,7 +803,9 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
                 wide(&mut size)?;
                 wide(&mut compressed_size)?;
                 wide(&mut header_start)?;
-                if !body.len().is_multiple_of(8) || values.next().is_some() {
+                // Left over: a partial value, or values for fields that are
+                // not 0xFFFFFFFF.
+                if !values.is_empty() {
                     return Err(corrupt(format!(
                         "zip entry {shown}: the ZIP64 extra field holds values for fields that are not 0xFFFFFFFF"
                     )));
@@ -617,7 +818,6 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
                 )))
             }
         }
-        j += 4 + field.1.len();
     }
     Ok(RawEntry {
         flags,
@@ -631,11 +831,16 @@ fn raw_entry(rec: &[u8], name_len: usize, extra_len: usize, shown: &str) -> Resu
 /// carry no flag the central directory lacks.
 fn check_local_header(src: &dyn Source, at: u64, cd: &Expected, shown: &str) -> Result<()> {
     let (cd_name, cd_flags) = (cd.name, cd.flags);
-    let h = src.read_vec(at, 30)?;
-    if !h.starts_with(b"PK\x03\x04") {
-        return Err(corrupt(format!("zip entry {shown} has no local header")));
-    }
-    let name = src.read_vec(at + 30, u16_at(&h, 26) as u64)?;
+    let h = LocalHeader::read(&src.read_vec(at, LocalHeader::LEN)?)
+        .ok_or_else(|| corrupt(format!("zip entry {shown} has no local header")))?;
+    // The header was read, so these offsets lie within the file.
+    let past_end = || {
+        corrupt(format!(
+            "zip entry {shown} claims a size past the end of any file"
+        ))
+    };
+    let name_at = at.checked_add(LocalHeader::LEN).ok_or_else(past_end)?;
+    let name = src.read_vec(name_at, h.name_len.into())?;
     if name != cd_name {
         return Err(corrupt(format!(
             "zip entry {shown}: local header names {}",
@@ -643,7 +848,7 @@ fn check_local_header(src: &dyn Source, at: u64, cd: &Expected, shown: &str) -> 
         )));
     }
     let bad = FLAG_ENCRYPTED | FLAG_PATCHED | FLAG_STRONG_ENCRYPTION;
-    let lfh_flags = u16_at(&h, 6);
+    let lfh_flags = h.flags;
     if (lfh_flags | cd_flags) & bad != 0 {
         return Err(unsupported(
             format!("zip entry {shown} is flagged encrypted or patched"),
@@ -660,13 +865,13 @@ fn check_local_header(src: &dyn Source, at: u64, cd: &Expected, shown: &str) -> 
             "zip entry {shown}: local header {what} differs from the central directory's"
         ))
     };
-    if u16_at(&h, 8) != 0 {
+    if h.method != 0 {
         return Err(disagree("compression method"));
     }
     // With a data descriptor the local CRC and sizes may be zero (the
     // descriptor, checked by the tiling rule, carries them); otherwise they
     // must equal the directory's, ZIP64 extra field included.
-    let (crc, csize, usize) = (u32_at(&h, 14), u32_at(&h, 18), u32_at(&h, 22));
+    let (crc, csize, usize) = (h.crc32, h.compressed_size, h.size);
     let deferred = cd_flags & FLAG_DESCRIPTOR != 0 && crc == 0 && csize == 0 && usize == 0;
     if deferred {
         return Ok(());
@@ -675,7 +880,10 @@ fn check_local_header(src: &dyn Source, at: u64, cd: &Expected, shown: &str) -> 
         return Err(disagree("CRC-32"));
     }
     let (csize, usize) = if csize == 0xffff_ffff || usize == 0xffff_ffff {
-        let extra = src.read_vec(at + 30 + name.len() as u64, u16_at(&h, 28) as u64)?;
+        let extra_at = name_at
+            .checked_add(name.len() as u64)
+            .ok_or_else(past_end)?;
+        let extra = src.read_vec(extra_at, h.extra_len.into())?;
         zip64_sizes(&extra).ok_or_else(|| disagree("ZIP64 sizes"))?
     } else {
         (csize as u64, usize as u64)
@@ -697,17 +905,16 @@ struct Expected<'a> {
 /// The (compressed, uncompressed) sizes from a local header's ZIP64 extra
 /// field, which then holds both.
 fn zip64_sizes(extra: &[u8]) -> Option<(u64, u64)> {
-    let mut i = 0;
-    while i + 4 <= extra.len() {
-        let (id, len) = (u16_at(extra, i), u16_at(extra, i + 2) as usize);
-        let body = extra.get(i + 4..i + 4 + len)?;
+    let mut fields = Reader::new(extra);
+    // A field header needs 4 bytes; fewer left over are ignored.
+    while fields.remaining() >= 4 {
+        let (id, len) = (fields.u16()?, fields.u16()?);
+        let body = fields.take(len.into())?;
         if id == 0x0001 {
-            if body.len() < 16 {
-                return None;
-            }
-            return Some((u64_at(body, 8), u64_at(body, 0)));
+            let mut values = Reader::new(body);
+            let (usize, csize) = (values.u64()?, values.u64()?);
+            return Some((csize, usize));
         }
-        i += 4 + len;
     }
     None
 }
@@ -744,20 +951,23 @@ fn check_tiling(src: &dyn Source, mut tiles: Vec<Tile>, cd_start: u64) -> Result
             (true, 12 | 16 | 20 | 24) => {
                 let d = src.read_vec(t.data_end, gap)?;
                 let body = if gap == 16 || gap == 24 {
-                    d.starts_with(b"PK\x07\x08").then(|| &d[4..])
+                    d.strip_prefix(b"PK\x07\x08")
                 } else {
-                    Some(&d[..])
+                    Some(d.as_slice())
                 };
                 // crc32, then compressed and uncompressed sizes (32- or 64-bit);
                 // records are stored, so both sizes equal the entry's size.
-                body.is_some_and(|b| {
+                body.and_then(|b| {
+                    let mut r = Reader::new(b);
+                    let crc = r.u32()?;
                     let (csize, usize) = if b.len() == 12 {
-                        (u32_at(b, 4) as u64, u32_at(b, 8) as u64)
+                        (r.u32()?.into(), r.u32()?.into())
                     } else {
-                        (u64_at(b, 4), u64_at(b, 12))
+                        (r.u64()?, r.u64()?)
                     };
-                    u32_at(b, 0) == t.crc32 && csize == t.size && usize == t.size
+                    Some(crc == t.crc32 && csize == t.size && usize == t.size)
                 })
+                .unwrap_or(false)
             }
             _ => false,
         };
@@ -775,4 +985,67 @@ fn check_tiling(src: &dyn Source, mut tiles: Vec<Tile>, cd_start: u64) -> Result
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_returns_none_past_the_end_instead_of_indexing() {
+        let mut r = Reader::new(b"\x01\x02\x03\x04\x05");
+        assert_eq!(r.u16(), Some(0x0201));
+        assert_eq!(r.u32(), None, "3 bytes left");
+        assert_eq!(r.pos(), 2, "a failed read consumes nothing");
+        assert_eq!(
+            r.take(usize::MAX),
+            None,
+            "a length that overflows the position"
+        );
+        assert_eq!(r.take(3), Some(&b"\x03\x04\x05"[..]));
+        assert!(r.is_empty());
+        assert_eq!(r.u64(), None);
+        assert_eq!(r.skip(0), Some(()));
+    }
+
+    #[test]
+    fn records_cut_short_read_as_none() {
+        // Every fixed-size zip record, one byte short of whole.
+        let mut eocd = b"PK\x05\x06".to_vec();
+        eocd.resize(EndRecord::LEN, 0);
+        assert!(EndRecord::read(&eocd).is_some());
+        assert!(EndRecord::read(&eocd[..EndRecord::LEN - 1]).is_none());
+        assert!(
+            EndRecord::read(&[0; EndRecord::LEN]).is_none(),
+            "no signature"
+        );
+        let mut cd = b"PK\x01\x02".to_vec();
+        cd.resize(46, 0);
+        assert!(DirectoryHeader::read(&mut Reader::new(&cd)).is_some());
+        assert!(DirectoryHeader::read(&mut Reader::new(&cd[..45])).is_none());
+        let mut lfh = b"PK\x03\x04".to_vec();
+        lfh.resize(30, 0);
+        assert!(LocalHeader::read(&lfh).is_some());
+        assert!(LocalHeader::read(&lfh[..29]).is_none());
+        let mut end64 = b"PK\x06\x06".to_vec();
+        end64.resize(56, 0);
+        assert!(Zip64End::read(&end64).is_some());
+        assert!(Zip64End::read(&end64[..55]).is_none());
+        let mut loc = b"PK\x06\x07".to_vec();
+        loc.resize(20, 0);
+        assert!(Zip64Locator::read(&loc).is_some());
+        assert!(Zip64Locator::read(&loc[..19]).is_none());
+    }
+
+    #[test]
+    fn zip64_sizes_of_a_truncated_field_are_none() {
+        // Header says 16 bytes of body, 15 present.
+        let mut extra = vec![0x01, 0x00, 16, 0];
+        extra.extend_from_slice(&[0; 15]);
+        assert_eq!(zip64_sizes(&extra), None);
+        extra.push(0);
+        assert_eq!(zip64_sizes(&extra), Some((0, 0)));
+        // A field length of 0xFFFF past the end.
+        assert_eq!(zip64_sizes(&[0x01, 0x00, 0xff, 0xff, 0]), None);
+    }
 }
