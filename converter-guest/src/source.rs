@@ -5,7 +5,7 @@
 //! behind [`Source`], so every reader in the guest is tested natively against
 //! the exact code that runs in wasm.
 
-use crate::error::{corrupt, Result};
+use crate::error::{corrupt, limit, Result};
 use std::io;
 
 /// Read-only random access to the source bytes.
@@ -22,16 +22,22 @@ pub trait Source {
 
     /// Fills `buf` from `offset` or refuses the input as truncated.
     fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<()> {
+        let eof = |offset: u64| {
+            corrupt(format!(
+                "unexpected end of file at byte {offset} (file is {} bytes)",
+                self.len()
+            ))
+        };
         while !buf.is_empty() {
             let n = self.read_at(offset, buf);
-            if n == 0 {
-                return Err(corrupt(format!(
-                    "unexpected end of file at byte {offset} (file is {} bytes)",
-                    self.len()
-                )));
+            // A source claiming more than it was asked for ends here too.
+            match std::mem::take(&mut buf).get_mut(n..) {
+                Some(rest) if n > 0 => {
+                    offset = offset.checked_add(n as u64).ok_or_else(|| eof(offset))?;
+                    buf = rest;
+                }
+                _ => return Err(eof(offset)),
             }
-            offset += n as u64;
-            buf = &mut buf[n..];
         }
         Ok(())
     }
@@ -39,7 +45,7 @@ pub trait Source {
     /// Reads `len` bytes at `offset` into a new vector, checking the range
     /// against the source length first so a lying length never allocates.
     fn read_vec(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let end = offset
+        offset
             .checked_add(len)
             .filter(|&e| e <= self.len())
             .ok_or_else(|| {
@@ -48,7 +54,13 @@ pub trait Source {
                     self.len()
                 ))
             })?;
-        let mut v = vec![0u8; (end - offset) as usize];
+        // On wasm32 a source can hold more bytes than memory can address.
+        let n = usize::try_from(len).map_err(|_| {
+            limit(format!(
+                "a {len}-byte read at byte {offset} does not fit in the converter's memory"
+            ))
+        })?;
+        let mut v = vec![0u8; n];
         self.read_exact_at(offset, &mut v)?;
         Ok(v)
     }
@@ -66,8 +78,13 @@ impl Source for [u8] {
             return 0;
         };
         let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        n
+        match (buf.get_mut(..n), rest.get(..n)) {
+            (Some(to), Some(from)) => {
+                to.copy_from_slice(from);
+                n
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -92,7 +109,8 @@ impl Source for Chunked<'_> {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
         let n = buf.len().min(decant_abi::MAX_IO_CHUNK as usize);
-        self.0.read_at(offset, &mut buf[..n])
+        buf.get_mut(..n)
+            .map_or(0, |buf| self.0.read_at(offset, buf))
     }
 }
 
@@ -111,7 +129,7 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
 impl<S: Source + ?Sized> io::Read for Cursor<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.src.read_at(self.pos, buf);
-        self.pos += n as u64;
+        self.pos = self.pos.saturating_add(n as u64);
         Ok(n)
     }
 }
@@ -133,5 +151,71 @@ impl<S: Source + ?Sized> io::Seek for Cursor<'_, S> {
                 "seek out of range",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source as long as `u64::MAX` that fills every read with `n` bytes
+    /// (`claim` may say more than the buffer holds, as a buggy host could).
+    struct Endless {
+        claim: Option<usize>,
+    }
+
+    impl Source for Endless {
+        fn len(&self) -> u64 {
+            u64::MAX
+        }
+        fn read_at(&self, _offset: u64, buf: &mut [u8]) -> usize {
+            buf.fill(7);
+            self.claim.unwrap_or(buf.len())
+        }
+    }
+
+    #[test]
+    fn read_exact_at_offset_overflow_is_refused() {
+        // The first 4 bytes end at u64::MAX + 2: the offset must not wrap
+        // (or trap) before the next read.
+        let src = Endless { claim: Some(2) };
+        let mut buf = [0u8; 4];
+        let e = src.read_exact_at(u64::MAX - 1, &mut buf).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("unexpected end of file at byte 18446744073709551614"),
+            "{}",
+            e.message
+        );
+        let e = src.read_vec(u64::MAX - 1, 4).unwrap_err();
+        assert!(
+            e.message.contains("runs past the end of the file"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn source_claiming_more_than_asked_is_read_as_ending() {
+        let src = Endless { claim: Some(100) };
+        let mut buf = [0u8; 4];
+        let e = src.read_exact_at(0, &mut buf).unwrap_err();
+        assert!(
+            e.message.starts_with("unexpected end of file at byte 0"),
+            "{}",
+            e.message
+        );
+        assert!(Endless { claim: None }.read_exact_at(0, &mut buf).is_ok());
+    }
+
+    #[test]
+    fn slice_reads_past_the_end_return_nothing() {
+        let bytes: &[u8] = b"abc";
+        let mut buf = [0u8; 8];
+        assert_eq!(bytes.read_at(u64::MAX, &mut buf), 0);
+        assert_eq!(bytes.read_at(3, &mut buf), 0);
+        assert_eq!(bytes.read_at(1, &mut buf), 2);
+        assert_eq!(&buf[..2], b"bc");
+        assert_eq!(Chunked(bytes).read_at(0, &mut buf), 3);
     }
 }

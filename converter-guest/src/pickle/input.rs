@@ -40,23 +40,32 @@ impl<'s> Input<'s> {
         self.pos
     }
 
+    /// Bytes left before the end (none for a stream started past its end).
+    fn remaining(&self) -> u64 {
+        self.end.saturating_sub(self.pos)
+    }
+
     fn truncated(&self, n: u64) -> crate::error::Refusal {
         corrupt(format!(
             "pickle truncated: {n} bytes needed at byte {}, only {} left (end of file or record)",
             self.pos,
-            self.end - self.pos
+            self.remaining()
         ))
+    }
+
+    /// The `n` bytes at `pos`, if the window holds them.
+    fn window(&self, n: usize) -> Option<&[u8]> {
+        let off = usize::try_from(self.pos.checked_sub(self.buf_start)?).ok()?;
+        self.buf.get(off..off.checked_add(n)?)
     }
 
     /// Makes `n` bytes at `pos` available in the window (n <= WINDOW).
     fn fill(&mut self, n: usize) -> Result<&[u8]> {
-        if (self.end - self.pos) < n as u64 {
+        if self.remaining() < n as u64 {
             return Err(self.truncated(n as u64));
         }
-        let in_window = self.pos >= self.buf_start
-            && self.pos + n as u64 <= self.buf_start + self.buf.len() as u64;
-        if !in_window {
-            let len = WINDOW.min((self.end - self.pos) as usize).max(n);
+        if self.window(n).is_none() {
+            let len = (self.remaining().min(WINDOW as u64) as usize).max(n);
             self.buf.resize(len, 0);
             self.buf_start = self.pos;
             let mut buf = std::mem::take(&mut self.buf);
@@ -64,18 +73,21 @@ impl<'s> Input<'s> {
             self.buf = buf;
             r?;
         }
-        let off = (self.pos - self.buf_start) as usize;
-        Ok(&self.buf[off..off + n])
+        // The window now starts at `pos` and holds at least `n` bytes.
+        self.window(n).ok_or_else(|| self.truncated(n as u64))
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let b: [u8; N] = self.fill(N)?.try_into().expect("fill returns N bytes");
+        let b: Option<[u8; N]> = self.fill(N)?.try_into().ok();
+        let b = b.ok_or_else(|| self.truncated(N as u64))?;
+        // `fill` checked that N bytes remain.
         self.pos += N as u64;
         Ok(b)
     }
 
     pub fn u8(&mut self) -> Result<u8> {
-        Ok(self.array::<1>()?[0])
+        let [b] = self.array::<1>()?;
+        Ok(b)
     }
     pub fn u16(&mut self) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array()?))
@@ -92,14 +104,16 @@ impl<'s> Input<'s> {
 
     /// `n` bytes, after checking that the stream has them.
     pub fn bytes(&mut self, n: u64) -> Result<Vec<u8>> {
-        if self.end - self.pos < n {
+        if self.remaining() < n {
             return Err(self.truncated(n));
         }
-        let v = if n as usize <= WINDOW {
-            self.fill(n as usize)?.to_vec()
-        } else {
-            self.src.read_vec(self.pos, n)?
+        // `n as usize` would wrap a length over 4 GiB on wasm32 to a small
+        // one; such a length goes to `read_vec`, which refuses it there.
+        let v = match usize::try_from(n) {
+            Ok(small) if small <= WINDOW => self.fill(small)?.to_vec(),
+            _ => self.src.read_vec(self.pos, n)?,
         };
+        // At most `remaining()`, checked above.
         self.pos += n;
         Ok(v)
     }

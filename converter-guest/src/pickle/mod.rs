@@ -390,19 +390,18 @@ impl Run<'_, '_> {
     }
 
     fn pop(&mut self, pos: u64) -> Result<Value> {
-        let floor = self.marks.last().copied().unwrap_or(0);
-        if self.stack.len() <= floor {
-            return Err(corrupt(format!("stack underflow at {}", self.at(pos))));
-        }
-        Ok(self.stack.pop().expect("checked above"))
+        let v = self.top(pos)?;
+        self.stack.pop();
+        Ok(v)
     }
 
+    /// The value on top of the stack, above the last MARK.
     fn top(&self, pos: u64) -> Result<Value> {
         let floor = self.marks.last().copied().unwrap_or(0);
-        if self.stack.len() <= floor {
-            return Err(corrupt(format!("stack underflow at {}", self.at(pos))));
+        match self.stack.last() {
+            Some(&v) if self.stack.len() > floor => Ok(v),
+            _ => Err(corrupt(format!("stack underflow at {}", self.at(pos)))),
         }
-        Ok(*self.stack.last().expect("checked above"))
     }
 
     /// Pops everything above the last MARK, and the mark.
@@ -420,7 +419,7 @@ impl Run<'_, '_> {
         self.stack.push(v);
     }
 
-    fn alloc(&mut self, o: Obj) -> Value {
+    fn alloc(&mut self, o: Obj) -> Result<Value> {
         self.m.heap.alloc(o)
     }
 
@@ -526,7 +525,7 @@ impl Run<'_, '_> {
             op::LONG1 => {
                 let n = self.input.u8()? as u64;
                 let bytes = self.input.bytes(n)?;
-                let v = self.long_from_le(bytes);
+                let v = self.long_from_le(bytes)?;
                 self.push(v);
             }
             op::LONG4 => {
@@ -535,7 +534,7 @@ impl Run<'_, '_> {
                     return Err(corrupt(format!("negative LONG4 length at {}", self.at(pos))));
                 }
                 let bytes = self.input.bytes(n as u64)?;
-                let v = self.long_from_le(bytes);
+                let v = self.long_from_le(bytes)?;
                 self.push(v);
             }
             // Text numbers: only the spellings Python's picklers write are
@@ -597,7 +596,7 @@ impl Run<'_, '_> {
                 let line = self.line(pos)?;
                 let s = text::raw_unicode_escape(&line)
                     .ok_or_else(|| corrupt(format!("bad UNICODE literal at {}", self.at(pos))))?;
-                let v = self.alloc(Obj::Str(s));
+                let v = self.alloc(Obj::Str(s))?;
                 self.push(v);
             }
             op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
@@ -609,7 +608,7 @@ impl Run<'_, '_> {
                 let bytes = self.input.bytes(n)?;
                 let s = String::from_utf8(bytes)
                     .map_err(|_| corrupt(format!("string at {} is not UTF-8", self.at(pos))))?;
-                let v = self.alloc(Obj::Str(s));
+                let v = self.alloc(Obj::Str(s))?;
                 self.push(v);
             }
             op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
@@ -623,7 +622,7 @@ impl Run<'_, '_> {
                     Obj::ByteArray(bytes)
                 } else {
                     Obj::Bytes(bytes)
-                });
+                })?;
                 self.push(v);
             }
             op::NEXT_BUFFER | op::READONLY_BUFFER => {
@@ -633,12 +632,12 @@ impl Run<'_, '_> {
                 ))
             }
             op::EMPTY_TUPLE => {
-                let v = self.alloc(Obj::Tuple(Vec::new()));
+                let v = self.alloc(Obj::Tuple(Vec::new()))?;
                 self.push(v);
             }
             op::TUPLE => {
                 let items = self.pop_mark(pos)?;
-                let v = self.alloc(Obj::Tuple(items));
+                let v = self.alloc(Obj::Tuple(items))?;
                 self.push(v);
             }
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
@@ -647,16 +646,16 @@ impl Run<'_, '_> {
                 for slot in items.iter_mut().rev() {
                     *slot = self.pop(pos)?;
                 }
-                let v = self.alloc(Obj::Tuple(items));
+                let v = self.alloc(Obj::Tuple(items))?;
                 self.push(v);
             }
             op::EMPTY_LIST => {
-                let v = self.alloc(Obj::List(Vec::new()));
+                let v = self.alloc(Obj::List(Vec::new()))?;
                 self.push(v);
             }
             op::LIST => {
                 let items = self.pop_mark(pos)?;
-                let v = self.alloc(Obj::List(items));
+                let v = self.alloc(Obj::List(items))?;
                 self.push(v);
             }
             op::APPEND => {
@@ -670,12 +669,12 @@ impl Run<'_, '_> {
                 self.extend_list(target, items, pos)?;
             }
             op::EMPTY_DICT => {
-                let v = self.alloc(Obj::Dict(Dict::default()));
+                let v = self.alloc(Obj::Dict(Dict::default()))?;
                 self.push(v);
             }
             op::DICT => {
                 let items = self.pop_mark(pos)?;
-                let v = self.alloc(Obj::Dict(Dict::default()));
+                let v = self.alloc(Obj::Dict(Dict::default()))?;
                 self.set_items(v, items, pos)?;
                 self.push(v);
             }
@@ -691,29 +690,26 @@ impl Run<'_, '_> {
                 self.set_items(target, items, pos)?;
             }
             op::EMPTY_SET => {
-                let v = self.alloc(Obj::Set(Vec::new()));
+                let v = self.alloc(Obj::Set(Vec::new()))?;
                 self.push(v);
             }
             op::ADDITEMS => {
                 let items = self.pop_mark(pos)?;
                 let target = self.top(pos)?;
-                match target {
-                    Value::Obj(id) => match self.m.heap.get_mut(id) {
-                        Obj::Set(_) => {
-                            self.check_hashable(&items, "set element", pos)?;
-                            if let Obj::Set(s) = self.m.heap.get_mut(id) {
-                                s.extend(items)
-                            }
-                        }
-                        _ => return Err(self.bad_target("ADDITEMS", target, pos)),
-                    },
-                    _ => return Err(self.bad_target("ADDITEMS", target, pos)),
+                if !matches!(self.m.heap.obj(target), Some(Obj::Set(_))) {
+                    return Err(self.bad_target("ADDITEMS", target, pos));
+                }
+                self.check_hashable(&items, "set element", pos)?;
+                if let Value::Obj(id) = target {
+                    if let Some(Obj::Set(s)) = self.m.heap.get_mut(id) {
+                        s.extend(items)
+                    }
                 }
             }
             op::FROZENSET => {
                 let items = self.pop_mark(pos)?;
                 self.check_hashable(&items, "frozenset element", pos)?;
-                let v = self.alloc(Obj::FrozenSet(items));
+                let v = self.alloc(Obj::FrozenSet(items))?;
                 self.push(v);
             }
             op::GET => {
@@ -772,7 +768,7 @@ impl Run<'_, '_> {
                 let name = self.line(pos)?;
                 let cls = self.global(&module, &name, pos)?;
                 let args = self.pop_mark(pos)?;
-                let args = self.alloc(Obj::Tuple(args));
+                let args = self.alloc(Obj::Tuple(args))?;
                 let v = self.call(cls, args, pos)?;
                 self.push(v);
             }
@@ -782,7 +778,7 @@ impl Run<'_, '_> {
                     return Err(corrupt(format!("OBJ at {} without a class", self.at(pos))));
                 }
                 let cls = items.remove(0);
-                let args = self.alloc(Obj::Tuple(items));
+                let args = self.alloc(Obj::Tuple(items))?;
                 let v = self.call(cls, args, pos)?;
                 self.push(v);
             }
@@ -875,7 +871,7 @@ impl Run<'_, '_> {
 
     fn decimal(&mut self, digits: &[u8], pos: u64) -> Result<Value> {
         match text::decimal_to_le(digits) {
-            Some(bytes) => Ok(self.long_from_le(bytes)),
+            Some(bytes) => self.long_from_le(bytes),
             None => Err(corrupt(format!("bad integer literal at {}", self.at(pos)))),
         }
     }
@@ -883,7 +879,7 @@ impl Run<'_, '_> {
     /// A Python int from little-endian two's complement bytes. Redundant
     /// sign bytes are dropped first, so a small value spelled in nine bytes
     /// is the same int (and the same dict key) as it is to Python.
-    fn long_from_le(&mut self, mut bytes: Vec<u8>) -> Value {
+    fn long_from_le(&mut self, mut bytes: Vec<u8>) -> Result<Value> {
         text::trim_sign_bytes(&mut bytes);
         if bytes.len() <= 8 {
             let mut v: i64 = 0;
@@ -896,7 +892,7 @@ impl Run<'_, '_> {
                     v -= 1i64 << bits;
                 }
             }
-            Value::Int(v)
+            Ok(Value::Int(v))
         } else {
             self.alloc(Obj::BigInt(bytes))
         }
@@ -907,7 +903,7 @@ impl Run<'_, '_> {
     /// is not UTF-8 fails the whole load (`UnicodeDecodeError`).
     fn py2_string(&mut self, bytes: Vec<u8>, pos: u64) -> Result<Value> {
         match String::from_utf8(bytes) {
-            Ok(s) => Ok(self.alloc(Obj::Str(s))),
+            Ok(s) => self.alloc(Obj::Str(s)),
             Err(_) => Err(corrupt(format!(
                 "Python 2 string at {} is not UTF-8 (torch decodes it as UTF-8 and fails)",
                 self.at(pos)
@@ -925,7 +921,7 @@ impl Run<'_, '_> {
 
     fn extend_list(&mut self, target: Value, items: Vec<Value>, pos: u64) -> Result<()> {
         if let Value::Obj(id) = target {
-            if let Obj::List(l) = self.m.heap.get_mut(id) {
+            if let Some(Obj::List(l)) = self.m.heap.get_mut(id) {
                 l.extend(items);
                 return Ok(());
             }
@@ -940,15 +936,21 @@ impl Run<'_, '_> {
                 self.at(pos)
             )));
         }
+        let pairs = || {
+            items.chunks_exact(2).filter_map(|kv| match *kv {
+                [k, v] => Some((k, v)),
+                _ => None,
+            })
+        };
         let mut keys = Vec::with_capacity(items.len() / 2);
-        for kv in items.chunks(2) {
-            self.check_hashable(&kv[..1], "dict key", pos)?;
-            keys.push(self.m.heap.key(kv[0]));
+        for (k, _) in pairs() {
+            self.check_hashable(&[k], "dict key", pos)?;
+            keys.push(self.m.heap.key(k));
         }
         if let Value::Obj(id) = target {
-            if let Obj::Dict(d) = self.m.heap.get_mut(id) {
-                for (key, kv) in keys.into_iter().zip(items.chunks(2)) {
-                    d.insert(key, kv[0], kv[1]);
+            if let Some(Obj::Dict(d)) = self.m.heap.get_mut(id) {
+                for (key, (k, v)) in keys.into_iter().zip(pairs()) {
+                    d.insert(key, k, v);
                 }
                 return Ok(());
             }
@@ -984,19 +986,21 @@ impl Run<'_, '_> {
             String::from_utf8_lossy(module),
             String::from_utf8_lossy(name)
         );
-        if !valid(module) || !valid(name) {
-            // Covers `\r\n` line endings, empty names and non-identifiers,
-            // which torch rejects or which only a crafted file contains.
+        // Covers `\r\n` line endings, empty names and non-identifiers,
+        // which torch rejects or which only a crafted file contains. Valid
+        // names are ASCII, so UTF-8.
+        let (true, true, Ok(module), Ok(name)) = (
+            valid(module),
+            valid(name),
+            std::str::from_utf8(module),
+            std::str::from_utf8(name),
+        ) else {
             return Err(refuse_global(&display, &self.at(pos)));
-        }
-        let (module, name) = (
-            std::str::from_utf8(module).expect("ASCII"),
-            std::str::from_utf8(name).expect("ASCII"),
-        );
+        };
         match globals::resolve(module, name, &self.at(pos))? {
             Some(g) => {
                 self.m.globals.insert(display);
-                Ok(self.alloc(Obj::Global(g)))
+                self.alloc(Obj::Global(g))
             }
             None => {
                 let mut refusal = refuse_global(&display, &self.at(pos));
@@ -1132,15 +1136,23 @@ impl Run<'_, '_> {
         })
     }
 
-    fn arity(&self, what: &str, args: &[Value], ok: &[usize], pos: u64) -> Result<()> {
-        if ok.contains(&args.len()) {
-            Ok(())
-        } else {
-            Err(corrupt(format!(
+    /// Checks that `args` has one of the counts in `ok` and returns its
+    /// first `N` (at most the smallest count in `ok`).
+    fn arity<const N: usize>(
+        &self,
+        what: &str,
+        args: &[Value],
+        ok: &[usize],
+        pos: u64,
+    ) -> Result<[Value; N]> {
+        let first = args.get(..N).and_then(|a| <[Value; N]>::try_from(a).ok());
+        match first {
+            Some(first) if ok.contains(&args.len()) => Ok(first),
+            _ => Err(corrupt(format!(
                 "{what} at {} called with {} arguments",
                 self.at(pos),
                 args.len()
-            )))
+            ))),
         }
     }
 
@@ -1157,20 +1169,22 @@ impl Run<'_, '_> {
         let a = self.args(args, "call", pos)?.to_vec();
         match g {
             Global::RebuildTensor => {
-                self.arity("_rebuild_tensor", &a, &[4], pos)?;
-                self.rebuild_tensor(&a[..4], None, pos)
+                let view = self.arity("_rebuild_tensor", &a, &[4], pos)?;
+                self.rebuild_tensor(view, None, pos)
             }
             Global::RebuildTensorV2 => {
-                self.arity("_rebuild_tensor_v2", &a, &[6, 7], pos)?;
+                let [storage, offset, shape, stride, requires_grad] =
+                    self.arity("_rebuild_tensor_v2", &a, &[6, 7], pos)?;
                 self.check_tensor_metadata(a.get(6).copied(), pos)?;
-                let t = self.rebuild_tensor(&a[..4], None, pos)?;
-                self.check_requires_grad(t, a[4], "_rebuild_tensor_v2", pos)?;
+                let t = self.rebuild_tensor([storage, offset, shape, stride], None, pos)?;
+                self.check_requires_grad(t, requires_grad, "_rebuild_tensor_v2", pos)?;
                 Ok(t)
             }
             Global::RebuildTensorV3 => {
-                self.arity("_rebuild_tensor_v3", &a, &[7, 8], pos)?;
+                let [storage, offset, shape, stride, requires_grad, _hooks, dtype] =
+                    self.arity("_rebuild_tensor_v3", &a, &[7, 8], pos)?;
                 self.check_tensor_metadata(a.get(7).copied(), pos)?;
-                let dtype = match self.m.heap.obj(a[6]) {
+                let dtype = match self.m.heap.obj(dtype) {
                     Some(Obj::Global(Global::Dtype(d))) => *d,
                     Some(Obj::Global(Global::OtherDtype(what))) => {
                         return Err(globals::refuse_dtype(what, "torch", what, &self.at(pos)))
@@ -1182,11 +1196,11 @@ impl Run<'_, '_> {
                         )))
                     }
                 };
-                let t = self.rebuild_tensor(&a[..4], Some(dtype), pos)?;
-                self.check_requires_grad(t, a[4], "_rebuild_tensor_v3", pos)?;
+                let t = self.rebuild_tensor([storage, offset, shape, stride], Some(dtype), pos)?;
+                self.check_requires_grad(t, requires_grad, "_rebuild_tensor_v3", pos)?;
                 // torch creates the tensor with requires_grad and then calls
                 // set_ on it, which fails for a leaf that requires grad.
-                if a[4] == Value::Bool(true) {
+                if requires_grad == Value::Bool(true) {
                     return Err(corrupt(format!(
                         "_rebuild_tensor_v3 at {}: requires_grad=True (torch refuses to load it: set_ on a leaf that requires grad)",
                         self.at(pos)
@@ -1200,18 +1214,19 @@ impl Run<'_, '_> {
                 } else {
                     (4, "_rebuild_parameter_with_state")
                 };
-                self.arity(what, &a, &[n], pos)?;
-                self.expect_tensor(a[0], what, pos)?;
-                self.check_requires_grad(a[0], a[1], what, pos)?;
+                let [tensor, requires_grad, _hooks] = self.arity(what, &a, &[n], pos)?;
+                self.expect_tensor(tensor, what, pos)?;
+                self.check_requires_grad(tensor, requires_grad, what, pos)?;
                 if let Some(&state) = a.get(3) {
                     self.check_tensor_state(state, what, pos)?;
                 }
-                Ok(a[0])
+                Ok(tensor)
             }
             Global::RebuildFromTypeV2 => {
-                self.arity("_rebuild_from_type_v2", &a, &[4], pos)?;
+                let [func, cls, args, state] =
+                    self.arity("_rebuild_from_type_v2", &a, &[4], pos)?;
                 if !matches!(
-                    self.m.heap.obj(a[1]),
+                    self.m.heap.obj(cls),
                     Some(Obj::Global(Global::TensorClass | Global::ParameterClass))
                 ) {
                     return Err(unsupported(
@@ -1219,7 +1234,7 @@ impl Run<'_, '_> {
                         "only torch.Tensor and nn.Parameter are converted",
                     ));
                 }
-                match self.m.heap.obj(a[0]) {
+                match self.m.heap.obj(func) {
                     Some(Obj::Global(
                         Global::RebuildTensor | Global::RebuildTensorV2 | Global::RebuildTensorV3,
                     )) => {}
@@ -1231,13 +1246,13 @@ impl Run<'_, '_> {
                     }
                 }
                 // torch applies the state with setattr after rebuilding.
-                self.check_tensor_state(a[3], "_rebuild_from_type_v2", pos)?;
-                let t = self.call(a[0], a[2], pos)?;
+                self.check_tensor_state(state, "_rebuild_from_type_v2", pos)?;
+                let t = self.call(func, args, pos)?;
                 Ok(t)
             }
             Global::OrderedDict => {
-                self.arity("OrderedDict", &a, &[0, 1], pos)?;
-                let d = self.alloc(Obj::Dict(Dict::ordered()));
+                self.arity::<0>("OrderedDict", &a, &[0, 1], pos)?;
+                let d = self.alloc(Obj::Dict(Dict::ordered()))?;
                 if let Some(&items) = a.first() {
                     let pairs = self.ordered_dict_items(items, pos)?;
                     self.set_items(d, pairs, pos)?;
@@ -1245,21 +1260,21 @@ impl Run<'_, '_> {
                 Ok(d)
             }
             Global::TorchSize => {
-                self.arity("torch.Size", &a, &[0, 1], pos)?;
+                self.arity::<0>("torch.Size", &a, &[0, 1], pos)?;
                 let dims = match a.first() {
                     None => Vec::new(),
                     Some(&t) => self.int_tuple(t, "torch.Size", pos)?,
                 };
                 let items = dims.into_iter().map(|d| Value::Int(d as i64)).collect();
-                Ok(self.alloc(Obj::Tuple(items)))
+                self.alloc(Obj::Tuple(items))
             }
             Global::TorchDevice => {
                 self.check_device(&a, pos)?;
-                Ok(self.alloc(Obj::Opaque("torch.device")))
+                self.alloc(Obj::Opaque("torch.device"))
             }
             Global::CodecsEncode => {
-                self.arity("_codecs.encode", &a, &[2], pos)?;
-                let (Some(s), Some(enc)) = (self.m.heap.str(a[0]), self.m.heap.str(a[1])) else {
+                let [s, enc] = self.arity("_codecs.encode", &a, &[2], pos)?;
+                let (Some(s), Some(enc)) = (self.m.heap.str(s), self.m.heap.str(enc)) else {
                     return Err(corrupt(format!(
                         "_codecs.encode at {} needs two strings",
                         self.at(pos)
@@ -1279,10 +1294,10 @@ impl Run<'_, '_> {
                         self.at(pos)
                     ))
                 })?;
-                Ok(self.alloc(Obj::Bytes(bytes)))
+                self.alloc(Obj::Bytes(bytes))
             }
             Global::Set => {
-                self.arity("set", &a, &[0, 1], pos)?;
+                self.arity::<0>("set", &a, &[0, 1], pos)?;
                 let items = match a.first() {
                     None => Vec::new(),
                     Some(&v) => match self.m.heap.obj(v) {
@@ -1298,10 +1313,10 @@ impl Run<'_, '_> {
                     },
                 };
                 self.check_hashable(&items, "set element", pos)?;
-                Ok(self.alloc(Obj::Set(items)))
+                self.alloc(Obj::Set(items))
             }
             Global::Bytearray => {
-                self.arity("bytearray", &a, &[0, 1], pos)?;
+                self.arity::<0>("bytearray", &a, &[0, 1], pos)?;
                 let bytes = match a.first().map(|&v| self.m.heap.obj(v)) {
                     None => Vec::new(),
                     Some(Some(Obj::Bytes(b) | Obj::ByteArray(b))) => b.clone(),
@@ -1312,16 +1327,16 @@ impl Run<'_, '_> {
                         )))
                     }
                 };
-                Ok(self.alloc(Obj::ByteArray(bytes)))
+                self.alloc(Obj::ByteArray(bytes))
             }
             Global::ParameterClass => {
                 // `Parameter(data, requires_grad=True)`; without data it
                 // would be an empty tensor torch.save never writes.
-                self.arity("torch.nn.parameter.Parameter", &a, &[1, 2], pos)?;
-                self.expect_tensor(a[0], "torch.nn.parameter.Parameter", pos)?;
+                let [data] = self.arity("torch.nn.parameter.Parameter", &a, &[1, 2], pos)?;
+                self.expect_tensor(data, "torch.nn.parameter.Parameter", pos)?;
                 let requires_grad = a.get(1).copied().unwrap_or(Value::Bool(true));
-                self.check_requires_grad(a[0], requires_grad, "torch.nn.parameter.Parameter", pos)?;
-                Ok(a[0])
+                self.check_requires_grad(data, requires_grad, "torch.nn.parameter.Parameter", pos)?;
+                Ok(data)
             }
             Global::TensorClass
             | Global::StorageClass { .. }
@@ -1539,20 +1554,27 @@ impl Run<'_, '_> {
     }
 
     /// Builds a tensor and checks that the view lies inside its storage.
-    fn rebuild_tensor(&mut self, a: &[Value], dtype: Option<DType>, pos: u64) -> Result<Value> {
-        let storage = match self.m.heap.obj(a[0]) {
+    /// `(storage, storage_offset, size, stride)`, the arguments every
+    /// tensor rebuild function starts with.
+    fn rebuild_tensor(
+        &mut self,
+        [storage, offset, shape, stride]: [Value; 4],
+        dtype: Option<DType>,
+        pos: u64,
+    ) -> Result<Value> {
+        let storage = match self.m.heap.obj(storage) {
             Some(Obj::Storage(s)) => *s,
             _ => {
                 return Err(corrupt(format!(
                     "tensor at {} has a {} where its storage belongs",
                     self.at(pos),
-                    self.m.heap.type_name(a[0])
+                    self.m.heap.type_name(storage)
                 )))
             }
         };
-        let offset = self.int(a[1], "tensor storage offset", pos)?;
-        let shape = self.int_tuple(a[2], "tensor shape", pos)?;
-        let stride = self.int_tuple(a[3], "tensor stride", pos)?;
+        let offset = self.int(offset, "tensor storage offset", pos)?;
+        let shape = self.int_tuple(shape, "tensor shape", pos)?;
+        let stride = self.int_tuple(stride, "tensor stride", pos)?;
         if shape.len() != stride.len() {
             return Err(corrupt(format!(
                 "tensor at {} has {} sizes but {} strides",
@@ -1561,7 +1583,13 @@ impl Run<'_, '_> {
                 stride.len()
             )));
         }
-        let decl = &self.m.storages.decls[storage.decl];
+        // Every storage value refers to a declaration made before it.
+        let decl = self.m.storages.decls.get(storage.decl).ok_or_else(|| {
+            corrupt(format!(
+                "tensor at {} refers to an undeclared storage",
+                self.at(pos)
+            ))
+        })?;
         let dtype = dtype.unwrap_or(decl.dtype);
         let itemsize = dtype.size();
         let overflow = || {
@@ -1600,13 +1628,13 @@ impl Run<'_, '_> {
                 storage.nbytes
             )));
         }
-        Ok(self.alloc(Obj::Tensor(TensorDesc {
+        self.alloc(Obj::Tensor(TensorDesc {
             storage,
             dtype,
             offset,
             shape,
             stride,
-        })))
+        }))
     }
 
     fn persistent_load(&mut self, pid: Value, pos: u64) -> Result<Value> {
@@ -1642,18 +1670,24 @@ impl Run<'_, '_> {
                 )))
             }
         }
-        let expected = match self.m.pid_style {
-            PidStyle::Zip => 5,
-            PidStyle::Legacy => 6,
+        let (cls, key, location, numel, view) = match (self.m.pid_style, items.as_slice()) {
+            (PidStyle::Zip, &[_, cls, key, location, numel]) => (cls, key, location, numel, None),
+            (PidStyle::Legacy, &[_, cls, key, location, numel, view]) => {
+                (cls, key, location, numel, Some(view))
+            }
+            (style, _) => {
+                let expected = match style {
+                    PidStyle::Zip => 5,
+                    PidStyle::Legacy => 6,
+                };
+                return Err(corrupt(format!(
+                    "storage reference at {} has {} fields, expected {expected}",
+                    self.at(pos),
+                    items.len()
+                )));
+            }
         };
-        if items.len() != expected {
-            return Err(corrupt(format!(
-                "storage reference at {} has {} fields, expected {expected}",
-                self.at(pos),
-                items.len()
-            )));
-        }
-        let (dtype, untyped) = match self.m.heap.obj(items[1]) {
+        let (dtype, untyped) = match self.m.heap.obj(cls) {
             Some(Obj::Global(Global::StorageClass { dtype, untyped })) => (*dtype, *untyped),
             _ => {
                 return Err(corrupt(format!(
@@ -1673,14 +1707,14 @@ impl Run<'_, '_> {
                 "torch cannot load legacy-format files with untyped storages either; re-save in the zip format",
             ));
         }
-        let key = self.storage_key(items[2], pos)?;
-        if self.m.heap.str(items[3]).is_none() {
+        let key = self.storage_key(key, pos)?;
+        if self.m.heap.str(location).is_none() {
             return Err(corrupt(format!(
                 "storage reference at {} has no location string",
                 self.at(pos)
             )));
         }
-        let numel = self.int(items[4], "storage size", pos)?;
+        let numel = self.int(numel, "storage size", pos)?;
         let nbytes = if untyped {
             numel
         } else {
@@ -1702,7 +1736,7 @@ impl Run<'_, '_> {
         }
         let index = match self.m.storages.by_key.get(&key) {
             Some(&i) => {
-                if self.m.storages.decls[i] != decl {
+                if self.m.storages.decls.get(i) != Some(&decl) {
                     return Err(corrupt(format!(
                         "storage {} is declared again at {} with another type or size",
                         crate::error::printable(&key),
@@ -1723,12 +1757,11 @@ impl Run<'_, '_> {
             byte_offset: 0,
             nbytes,
         };
-        let storage = if self.m.pid_style == PidStyle::Legacy && items[5] != Value::None {
-            self.legacy_view(whole, dtype, items[5], pos)?
-        } else {
-            whole
+        let storage = match view {
+            Some(view) if view != Value::None => self.legacy_view(whole, dtype, view, pos)?,
+            _ => whole,
         };
-        Ok(self.alloc(Obj::Storage(storage)))
+        self.alloc(Obj::Storage(storage))
     }
 
     /// Legacy `view_metadata = (view_key, offset, size)`, in elements.

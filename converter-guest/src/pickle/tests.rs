@@ -211,7 +211,7 @@ fn repr(h: &Heap, v: Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => format!("{f:?}"),
-        Value::Obj(id) => match h.get(id) {
+        Value::Obj(id) => match h.get(id).expect("an id the heap handed out") {
             Obj::Str(s) => format!("{s:?}"),
             Obj::Bytes(b) => format!("b({})", hexs(b)),
             Obj::BigInt(b) => format!("big({})", hexs(b)),
@@ -1446,6 +1446,21 @@ fn load_honours_start_offset_and_label() {
             r.message
         ),
         Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn load_starting_past_its_end_is_refused_not_underflowed() {
+    // `end - pos` would underflow (a trap in the shipped guest).
+    let src = Asm::new().int(1).stop().b;
+    for (start, end) in [(4, 2), (u64::MAX, 3), (2, 0)] {
+        let mut m = Machine::new(PidStyle::Legacy);
+        let r = m.load(&src, start, end, "").err().expect("refused");
+        assert!(
+            r.message.contains("without a STOP opcode"),
+            "{start}..{end}: {}",
+            r.message
+        );
     }
 }
 

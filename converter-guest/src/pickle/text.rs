@@ -14,8 +14,7 @@ pub fn python_string_literal(line: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(body.len());
     let mut i = 0;
-    while i < body.len() {
-        let c = body[i];
+    while let Some(&c) = body.get(i) {
         i += 1;
         if c != b'\\' {
             out.push(c);
@@ -64,13 +63,16 @@ pub fn raw_unicode_escape(line: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(line.len());
     let mut i = 0;
     let mut backslashes = 0usize;
-    while i < line.len() {
-        let c = line[i];
+    while let Some(&c) = line.get(i) {
         let escape = c == b'\\' && backslashes.is_multiple_of(2);
         backslashes = if c == b'\\' { backslashes + 1 } else { 0 };
-        if escape && matches!(line.get(i + 1), Some(b'u' | b'U')) {
+        let width = match line.get(i + 1) {
+            Some(b'u') => Some(4),
+            Some(b'U') => Some(8),
+            _ => None,
+        };
+        if let Some(n) = width.filter(|_| escape) {
             backslashes = 0;
-            let n = if line[i + 1] == b'u' { 4 } else { 8 };
             let cp = hex_value(line.get(i + 2..i + 2 + n)?)?;
             out.push(char::from_u32(cp)?);
             i += 2 + n;
@@ -96,9 +98,19 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
 pub fn python_int_literal(b: &[u8]) -> bool {
     // C's isspace, as `PyLong_FromString` strips (vertical tab included).
     let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
-    let t = &b[start..end];
+    let mut t = b;
+    while let [c, rest @ ..] = t {
+        if !space(c) {
+            break;
+        }
+        t = rest;
+    }
+    while let [rest @ .., c] = t {
+        if !space(c) {
+            break;
+        }
+        t = rest;
+    }
     let t = t
         .strip_prefix(b"-")
         .or_else(|| t.strip_prefix(b"+"))
@@ -191,9 +203,7 @@ pub fn decimal_to_le(digits: &[u8]) -> Option<Vec<u8>> {
 /// Drops redundant sign bytes from little-endian two's complement: the
 /// shortest encoding of the same int.
 pub fn trim_sign_bytes(bytes: &mut Vec<u8>) {
-    while bytes.len() > 1 {
-        let n = bytes.len();
-        let (last, prev) = (bytes[n - 1], bytes[n - 2]);
+    while let [.., prev, last] = *bytes.as_slice() {
         if (last == 0 && prev & 0x80 == 0) || (last == 0xff && prev & 0x80 != 0) {
             bytes.pop();
         } else {

@@ -7,6 +7,7 @@
 
 use super::globals::Global;
 use crate::dtype::DType;
+use crate::error::{limit, Result};
 use std::collections::HashMap;
 
 /// Index of an object in the [`Heap`].
@@ -60,10 +61,24 @@ pub struct TensorDesc {
 }
 
 impl TensorDesc {
-    /// Number of elements.
+    /// Number of elements, or `None` if it overflows (never for a tensor
+    /// the VM built: `rebuild_tensor` refuses those).
+    pub fn checked_numel(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(1u64, |n, &size| n.checked_mul(size))
+    }
+
+    /// Bytes of the elements laid out contiguously, or `None` if that
+    /// overflows (as for [`TensorDesc::checked_numel`]).
+    pub fn nbytes(&self) -> Option<u64> {
+        self.checked_numel()?.checked_mul(self.dtype.size())
+    }
+
+    /// Number of elements, saturating at `u64::MAX` (which no tensor the VM
+    /// built reaches); arithmetic uses [`TensorDesc::nbytes`].
     pub fn numel(&self) -> u64 {
-        // Checked when the tensor was built.
-        self.shape.iter().product()
+        self.checked_numel().unwrap_or(u64::MAX)
     }
 
     /// Whether the elements lie in the storage in row-major order without gaps.
@@ -111,13 +126,13 @@ impl Dict {
     }
 
     pub fn insert(&mut self, key: Key, k: Value, v: Value) {
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].1 = v,
-            None => {
-                self.index.insert(key, self.entries.len());
-                self.entries.push((k, v));
-            }
+        // `index` holds positions in `entries`, which only grows.
+        if let Some(entry) = self.index.get(&key).and_then(|&i| self.entries.get_mut(i)) {
+            entry.1 = v;
+            return;
         }
+        self.index.insert(key, self.entries.len());
+        self.entries.push((k, v));
     }
 }
 
@@ -152,24 +167,28 @@ pub struct Heap {
 }
 
 impl Heap {
-    pub fn alloc(&mut self, obj: Obj) -> Value {
-        let id = ObjId(self.objs.len() as u32);
+    /// Adds an object; refused once ids would no longer fit in 32 bits
+    /// (a wrapped id would name an earlier object).
+    pub fn alloc(&mut self, obj: Obj) -> Result<Value> {
+        let id = u32::try_from(self.objs.len())
+            .map_err(|_| limit(format!("the pickle builds more than {} objects", u32::MAX)))?;
         self.objs.push(obj);
-        Value::Obj(id)
+        Ok(Value::Obj(ObjId(id)))
     }
 
-    pub fn get(&self, id: ObjId) -> &Obj {
-        &self.objs[id.0 as usize]
+    /// The object with this id (every id the heap hands out has one).
+    pub fn get(&self, id: ObjId) -> Option<&Obj> {
+        self.objs.get(usize::try_from(id.0).ok()?)
     }
 
-    pub fn get_mut(&mut self, id: ObjId) -> &mut Obj {
-        &mut self.objs[id.0 as usize]
+    pub fn get_mut(&mut self, id: ObjId) -> Option<&mut Obj> {
+        self.objs.get_mut(usize::try_from(id.0).ok()?)
     }
 
     /// The object behind a value, if it is one.
     pub fn obj(&self, v: Value) -> Option<&Obj> {
         match v {
-            Value::Obj(id) => Some(self.get(id)),
+            Value::Obj(id) => self.get(id),
             _ => None,
         }
     }
@@ -197,8 +216,8 @@ impl Heap {
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Key::Int(f as i64),
             Value::Float(f) => Key::Float(f.to_bits()),
             Value::Obj(id) => match self.get(id) {
-                Obj::Str(s) => Key::Str(s.clone()),
-                Obj::Bytes(b) => Key::Bytes(b.clone()),
+                Some(Obj::Str(s)) => Key::Str(s.clone()),
+                Some(Obj::Bytes(b)) => Key::Bytes(b.clone()),
                 _ => Key::Ident(id),
             },
         }
@@ -224,10 +243,10 @@ impl Heap {
         while let Some(v) = pending.pop() {
             let Value::Obj(id) = v else { continue };
             match self.get(id) {
-                Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_) => {
+                Some(Obj::List(_) | Obj::Dict(_) | Obj::Set(_) | Obj::ByteArray(_)) => {
                     return Some(self.type_name(v))
                 }
-                Obj::Tuple(items) | Obj::FrozenSet(items) if seen.insert(id) => {
+                Some(Obj::Tuple(items) | Obj::FrozenSet(items)) if seen.insert(id) => {
                     pending.extend_from_slice(items)
                 }
                 _ => {}
@@ -244,20 +263,28 @@ impl Heap {
             Value::Int(_) => "int",
             Value::Float(_) => "float",
             Value::Obj(id) => match self.get(id) {
-                Obj::Str(_) => "str",
-                Obj::Bytes(_) => "bytes",
-                Obj::BigInt(_) => "int",
-                Obj::Tuple(_) => "tuple",
-                Obj::List(_) => "list",
-                Obj::Dict(_) => "dict",
-                Obj::Set(_) => "set",
-                Obj::FrozenSet(_) => "frozenset",
-                Obj::ByteArray(_) => "bytearray",
-                Obj::Global(g) => g.value_type_name(),
-                Obj::Storage(_) => "torch.storage",
-                Obj::Tensor(_) => "tensor",
-                Obj::Opaque(t) => t,
+                // Not an id this heap handed out.
+                None => "object",
+                Some(obj) => Self::obj_type_name(obj),
             },
+        }
+    }
+
+    fn obj_type_name(obj: &Obj) -> &'static str {
+        match obj {
+            Obj::Str(_) => "str",
+            Obj::Bytes(_) => "bytes",
+            Obj::BigInt(_) => "int",
+            Obj::Tuple(_) => "tuple",
+            Obj::List(_) => "list",
+            Obj::Dict(_) => "dict",
+            Obj::Set(_) => "set",
+            Obj::FrozenSet(_) => "frozenset",
+            Obj::ByteArray(_) => "bytearray",
+            Obj::Global(g) => g.value_type_name(),
+            Obj::Storage(_) => "torch.storage",
+            Obj::Tensor(_) => "tensor",
+            Obj::Opaque(t) => t,
         }
     }
 }
