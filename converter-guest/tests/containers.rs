@@ -1,6 +1,9 @@
 //! The torch containers through the public `convert`/`inspect` entry points:
 //! archives and legacy streams built byte by byte, then broken one rule at a
 //! time.
+// The whole crate, helpers included, is test code: clippy.toml's allowances
+// for tests (unwrap, expect, panic, indexing) apply to it.
+#![cfg(test)]
 
 mod common;
 #[path = "replay/torch.rs"]
