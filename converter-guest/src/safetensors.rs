@@ -7,9 +7,9 @@
 //! dtype and ascending name, each as `{"dtype","shape","data_offsets"}`, and
 //! pads the header with spaces to a multiple of 8 bytes.
 
-use crate::error::{corrupt, Result};
+use crate::error::{corrupt, limit, Result};
 use crate::source::Source;
-use crate::torch::plan::{Entry, Plan};
+use crate::torch::plan::{self, Entry, Plan};
 use crate::torch::{zip, Parsed};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -79,21 +79,23 @@ impl Serialize for Header<'_> {
 pub fn header(plan: &Plan) -> Vec<u8> {
     let mut metadata = plan.aliases.clone();
     metadata.insert("format".into(), "pt".into());
-    let mut offset = 0u64;
     let tensors = plan
         .tensors
         .iter()
         .map(|e| {
-            let n = e.tensor.numel() * e.tensor.dtype.size();
             let info = Info {
                 dtype: e.tensor.dtype.safetensors_name(),
                 shape: &e.tensor.shape,
-                data_offsets: (offset, offset + n),
+                data_offsets: e.data_offsets,
             };
-            offset += n;
             (e.name.as_str(), info)
         })
         .collect();
+    // serde_json fails only on a writer's I/O error, a map key that is not
+    // a string or a Serialize impl that fails; a Vec, string keys, strings
+    // and integers have none of these. A Result here would only move the
+    // impossible case to every caller.
+    #[allow(clippy::expect_used)]
     let mut json = serde_json::to_vec(&Header {
         metadata: &metadata,
         tensors,
@@ -131,7 +133,10 @@ pub fn write_tuned(
         tuning,
     };
     for e in &plan.tensors {
-        total += w.tensor(e)?;
+        let n = w.tensor(e)?;
+        total = total
+            .checked_add(n)
+            .ok_or_else(|| limit("the tensors add up to more than 2^64 bytes of output"))?;
     }
     w.flush()?;
     verify_records(src, parsed, &w.verified)?;
@@ -141,10 +146,11 @@ pub fn write_tuned(
 /// Checks the CRC-32 of every storage record not in `verified` (those
 /// already checked while streaming).
 pub fn verify_records(src: &dyn Source, parsed: &Parsed, verified: &HashSet<usize>) -> Result<()> {
-    for (i, d) in parsed.data.iter().enumerate() {
+    // `data` is indexed like the declarations.
+    let records = parsed.data.iter().zip(&parsed.machine.storages.decls);
+    for (i, (d, decl)) in records.enumerate() {
         if let Some(crc) = d.crc32 {
             if !verified.contains(&i) {
-                let decl = &parsed.machine.storages.decls[i];
                 let name = format!("data/{}", decl.key);
                 zip::check_record_crc(src, &name, d.offset, decl.nbytes, crc)?;
             }
@@ -193,29 +199,43 @@ impl Writer<'_> {
 
     /// Writes one tensor's bytes, contiguous and little-endian; returns the
     /// byte count.
+    ///
+    /// Offsets here cannot overflow for a tensor the VM built (its view was
+    /// checked against its storage, and the storage against the file); they
+    /// are computed with checked arithmetic all the same, so a plan built
+    /// some other way is refused instead of trapping.
     fn tensor(&mut self, e: &Entry) -> Result<u64> {
         let t = &e.tensor;
         let itemsize = t.dtype.size();
-        let len = t.numel() * itemsize;
+        let len = t.nbytes().ok_or_else(|| plan::overflows(&e.name))?;
         if len == 0 {
             return Ok(0);
         }
-        let decl_index = t.storage.decl;
-        let decl_nbytes = self.parsed.machine.storages.decls[decl_index].nbytes;
-        let record = self.parsed.data[decl_index].offset;
-        let base = record + t.storage.byte_offset;
+        let index = t.storage.decl;
+        let parsed = self.parsed;
+        let (Some(decl), Some(data)) = (
+            parsed.machine.storages.decls.get(index),
+            parsed.data.get(index),
+        ) else {
+            return Err(plan::undeclared(&e.name));
+        };
+        let record = data.offset;
+        let base = record
+            .checked_add(t.storage.byte_offset)
+            .ok_or_else(|| plan::overflows(&e.name))?;
         if t.is_contiguous() {
-            let start = base + t.offset * itemsize;
+            let start =
+                element_at(base, t.offset, itemsize).ok_or_else(|| plan::overflows(&e.name))?;
             // A tensor covering its whole record verifies the CRC on the way.
-            let whole = start == record && len == decl_nbytes;
+            let whole = start == record && len == decl.nbytes;
             let mut hasher = whole.then(crc32fast::Hasher::new);
             self.stream(start, len, itemsize, hasher.as_mut())?;
             if let Some(h) = hasher {
-                self.check_crc(decl_index, h.finalize())?;
+                self.check_crc(index, h.finalize())?;
             }
             return Ok(len);
         }
-        self.gather(t, base, decl_index)?;
+        self.gather(e, base, index)?;
         Ok(len)
     }
 
@@ -229,64 +249,122 @@ impl Writer<'_> {
         itemsize: u64,
         mut crc: Option<&mut crc32fast::Hasher>,
     ) -> Result<()> {
-        let mut chunk = vec![0u8; CHUNK.min(len as usize)];
+        // `min` before the cast: a length of 4 GiB would be 0 as a wasm32
+        // usize, and the loop would never advance.
+        let mut chunk = vec![0u8; len.min(CHUNK as u64) as usize];
         let mut done = 0u64;
         while done < len {
-            let n = (len - done).min(chunk.len() as u64) as usize;
-            self.src.read_exact_at(start + done, &mut chunk[..n])?;
+            // Only the last piece is shorter than the buffer.
+            chunk.truncate((len - done).min(chunk.len() as u64) as usize);
+            let at = start.checked_add(done).ok_or_else(|| {
+                corrupt(format!(
+                    "a {len}-byte read at byte {start} runs past the end of any file"
+                ))
+            })?;
+            self.src.read_exact_at(at, &mut chunk)?;
             if let Some(h) = crc.as_mut() {
-                h.update(&chunk[..n]);
+                h.update(&chunk);
             }
-            self.swap(&mut chunk[..n], itemsize as usize);
-            self.emit(&chunk[..n])?;
-            done += n as u64;
+            self.swap(&mut chunk, itemsize as usize);
+            self.emit(&chunk)?;
+            done += chunk.len() as u64;
         }
         Ok(())
     }
 
+    /// Records that storage `decl`'s record has the CRC `actual`, refusing
+    /// the file if the record says otherwise.
     fn check_crc(&mut self, decl: usize, actual: u32) -> Result<()> {
-        if let Some(expected) = self.parsed.data[decl].crc32 {
-            if actual != expected {
-                return Err(corrupt(format!(
-                    "CRC-32 mismatch in record data/{}: stored {expected:08x}, computed {actual:08x}",
-                    self.parsed.machine.storages.decls[decl].key
-                )));
-            }
-            self.verified.insert(decl);
+        let parsed = self.parsed;
+        let Some(expected) = parsed.data.get(decl).and_then(|d| d.crc32) else {
+            return Ok(());
+        };
+        if actual != expected {
+            let key = parsed
+                .machine
+                .storages
+                .decls
+                .get(decl)
+                .map_or("", |d| d.key.as_str());
+            return Err(corrupt(format!(
+                "CRC-32 mismatch in record data/{key}: stored {expected:08x}, computed {actual:08x}"
+            )));
         }
+        self.verified.insert(decl);
         Ok(())
     }
 
     /// Materialises a strided view: copies runs of the innermost contiguous
     /// dimensions in row-major order.
-    fn gather(&mut self, t: &crate::pickle::TensorDesc, base: u64, decl: usize) -> Result<()> {
+    ///
+    /// Every offset is checked once, for the view's last element; the
+    /// offsets of the runs in between are below it, so the per-run
+    /// arithmetic cannot overflow.
+    fn gather(&mut self, e: &Entry, base: u64, decl: usize) -> Result<()> {
+        let t = &e.tensor;
+        let overflow = || plan::overflows(&e.name);
+        let outside = || plan::outside_storage(&e.name);
         let itemsize = t.dtype.size();
+        if t.shape.len() != t.stride.len() {
+            return Err(overflow());
+        }
         // Trailing dimensions that are contiguous form one run.
         let mut run_elems = 1u64;
         let mut outer = t.shape.len();
-        while outer > 0 {
-            let d = outer - 1;
-            if t.shape[d] != 1 && t.stride[d] != run_elems {
+        for (&size, &stride) in t.shape.iter().zip(&t.stride).rev() {
+            if size != 1 && stride != run_elems {
                 break;
             }
-            run_elems *= t.shape[d];
+            run_elems = run_elems.checked_mul(size).ok_or_else(overflow)?;
             outer -= 1;
         }
-        let run_bytes = (run_elems * itemsize) as usize;
-        let record = self.parsed.data[decl].offset;
-        let decl_nbytes = self.parsed.machine.storages.decls[decl].nbytes;
-        if decl_nbytes > self.tuning.gather_in_memory {
-            return self.scatter(t, base, outer, run_bytes);
+        let run_bytes = run_elems.checked_mul(itemsize).ok_or_else(overflow)?;
+        // Bytes from the storage's start to past the view's last element
+        // (the view has elements: every size is at least 1).
+        let span = t
+            .shape
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |last, (&size, &stride)| {
+                size.checked_sub(1)?.checked_mul(stride)?.checked_add(last)
+            })
+            .and_then(|last| last.checked_add(1)?.checked_mul(itemsize))
+            .ok_or_else(overflow)?;
+        let runs = t
+            .shape
+            .get(..outer)
+            .zip(t.stride.get(..outer))
+            .and_then(|(shape, stride)| Odometer::new(shape, stride, t.offset))
+            .ok_or_else(overflow)?;
+        let parsed = self.parsed;
+        let (Some(d), Some(data)) = (
+            parsed.machine.storages.decls.get(decl),
+            parsed.data.get(decl),
+        ) else {
+            return Err(plan::undeclared(&e.name));
+        };
+        if d.nbytes > self.tuning.gather_in_memory {
+            let end = base.checked_add(span).ok_or_else(overflow)?;
+            return self.scatter(e, base, end, runs, run_bytes);
         }
         // Small storages are read once (and CRC-checked) and gathered from
         // memory.
-        let bytes = self.src.read_vec(record, decl_nbytes)?;
+        let bytes = self.src.read_vec(data.offset, d.nbytes)?;
         self.check_crc(decl, crc32fast::hash(&bytes))?;
-        let mut odo = Odometer::new(t, outer);
-        let mut run = vec![0u8; run_bytes];
+        // The view lies inside `bytes`, so every offset below fits in a
+        // usize too.
+        let start = t.storage.byte_offset;
+        start
+            .checked_add(span)
+            .filter(|&end| end <= bytes.len() as u64)
+            .ok_or_else(outside)?;
+        let run_len = run_bytes as usize;
+        let mut run = vec![0u8; run_len];
+        let mut odo = runs;
         loop {
-            let o = (base + odo.elem * itemsize - record) as usize;
-            run.copy_from_slice(&bytes[o..o + run_bytes]);
+            let o = (start + odo.elem * itemsize) as usize;
+            let from = bytes.get(o..o + run_len).ok_or_else(outside)?;
+            run.copy_from_slice(from);
             self.swap(&mut run, itemsize as usize);
             self.emit(&run)?;
             if !odo.advance() {
@@ -297,55 +375,69 @@ impl Writer<'_> {
 
     /// Gathers a strided view of a storage too large to hold: the output is
     /// built in blocks, each filled by one sequential pass of windows over
-    /// the source span the view touches. Memory stays bounded and reads are
-    /// sequential whatever the strides (a transpose reads its storage once
-    /// per output block instead of once per element).
+    /// the source span the view touches (`base` + its first element to
+    /// `end`). Memory stays bounded and reads are sequential whatever the
+    /// strides (a transpose reads its storage once per output block instead
+    /// of once per element). `runs` walks the view's contiguous runs of
+    /// `run_bytes` each; each lies below `end`, which fits in a u64.
     fn scatter(
         &mut self,
-        t: &crate::pickle::TensorDesc,
+        e: &Entry,
         base: u64,
-        outer: usize,
-        run_bytes: usize,
+        end: u64,
+        runs: Odometer,
+        run_bytes: u64,
     ) -> Result<()> {
+        let t = &e.tensor;
+        let overflow = || plan::overflows(&e.name);
+        let outside = || plan::outside_storage(&e.name);
         let itemsize = t.dtype.size();
-        let last: u64 = t
-            .shape
-            .iter()
-            .zip(&t.stride)
-            .map(|(&size, &stride)| (size - 1) * stride)
-            .sum();
-        let lo = base + t.offset * itemsize;
-        let hi = base + (t.offset + last + 1) * itemsize;
-        if run_bytes >= self.tuning.scatter_block {
+        let (lo, hi) = (base + runs.elem * itemsize, end);
+        if run_bytes >= self.tuning.scatter_block as u64 {
             // Long contiguous runs: stream each one.
-            let mut odo = Odometer::new(t, outer);
+            let mut odo = runs;
             loop {
-                self.stream(base + odo.elem * itemsize, run_bytes as u64, itemsize, None)?;
+                self.stream(base + odo.elem * itemsize, run_bytes, itemsize, None)?;
                 if !odo.advance() {
                     return Ok(());
                 }
             }
         }
-        let total_runs: u64 = t.shape[..outer].iter().product();
-        let runs_per_block = (self.tuning.scatter_block / run_bytes).max(1) as u64;
-        let mut block_start = Odometer::new(t, outer);
+        // Shorter than a block, so they fit in memory (and are not empty:
+        // the view has elements).
+        let run_len = usize::try_from(run_bytes)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(overflow)?;
+        let total_runs = runs.count().ok_or_else(overflow)?;
+        let runs_per_block = (self.tuning.scatter_block / run_len).max(1) as u64;
+        let mut block_start = runs;
         let mut done = 0u64;
         while done < total_runs {
             let n = runs_per_block.min(total_runs - done);
-            let mut out = vec![0u8; n as usize * run_bytes];
+            let out_len = usize::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_mul(run_len))
+                .ok_or_else(overflow)?;
+            let mut out = vec![0u8; out_len];
             let mut wstart = lo;
             while wstart < hi {
                 let wlen = self.tuning.scatter_window.min(hi - wstart);
                 let window = self.src.read_vec(wstart, wlen)?;
                 let wend = wstart + wlen;
                 let mut odo = block_start.clone();
-                for r in 0..n as usize {
+                for run in out.chunks_exact_mut(run_len) {
                     let src = base + odo.elem * itemsize;
-                    let (a, b) = (src.max(wstart), (src + run_bytes as u64).min(wend));
+                    let (a, b) = (src.max(wstart), (src + run_bytes).min(wend));
                     if a < b {
-                        let dst = r * run_bytes + (a - src) as usize;
-                        out[dst..dst + (b - a) as usize]
-                            .copy_from_slice(&window[(a - wstart) as usize..(b - wstart) as usize]);
+                        // The part of this run inside the window (both are
+                        // in memory, so their offsets fit in a usize).
+                        let to = run.get_mut((a - src) as usize..(b - src) as usize);
+                        let from = window.get((a - wstart) as usize..(b - wstart) as usize);
+                        let (Some(to), Some(from)) = (to, from) else {
+                            return Err(outside());
+                        };
+                        to.copy_from_slice(from);
                     }
                     odo.advance();
                 }
@@ -362,52 +454,232 @@ impl Writer<'_> {
     }
 }
 
+/// The byte offset of element `index` of `itemsize` bytes from `base`, if
+/// it fits in a u64.
+fn element_at(base: u64, index: u64, itemsize: u64) -> Option<u64> {
+    index.checked_mul(itemsize)?.checked_add(base)
+}
+
 /// Walks the outer (non-contiguous) dimensions of a view in row-major order,
 /// tracking the element offset of each contiguous run.
 #[derive(Clone)]
-struct Odometer<'a> {
-    shape: &'a [u64],
-    stride: &'a [u64],
-    idx: Vec<u64>,
+struct Odometer {
+    /// Outermost first.
+    dims: Vec<Dim>,
     /// Element offset (from the storage start) of the current run.
     elem: u64,
 }
 
-impl<'a> Odometer<'a> {
-    fn new(t: &'a crate::pickle::TensorDesc, outer: usize) -> Self {
-        Odometer {
-            shape: &t.shape[..outer],
-            stride: &t.stride[..outer],
-            idx: vec![0; outer],
-            elem: t.offset,
+#[derive(Clone)]
+struct Dim {
+    index: u64,
+    size: u64,
+    stride: u64,
+}
+
+impl Odometer {
+    /// Starts at the first run, element `offset`. `None` if a run's offset
+    /// would not fit in a u64 (which also keeps `advance` from overflowing:
+    /// every offset it computes is a run's).
+    fn new(shape: &[u64], stride: &[u64], offset: u64) -> Option<Self> {
+        if shape.len() != stride.len() {
+            return None;
         }
+        shape
+            .iter()
+            .zip(stride)
+            .try_fold(offset, |last, (&size, &stride)| {
+                size.checked_sub(1)?.checked_mul(stride)?.checked_add(last)
+            })?;
+        let dims = shape.iter().zip(stride);
+        Some(Odometer {
+            dims: dims
+                .map(|(&size, &stride)| Dim {
+                    index: 0,
+                    size,
+                    stride,
+                })
+                .collect(),
+            elem: offset,
+        })
     }
 
-    /// Moves to the next run; false after the last one.
+    /// How many runs there are, if that fits in a u64.
+    fn count(&self) -> Option<u64> {
+        self.dims
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(d.size))
+    }
+
+    /// Moves to the next run; false after the last one (back at the
+    /// first). `elem` only ever holds the offsets of runs, which `new`
+    /// checked, so nothing here overflows. Called once per run: slice
+    /// patterns, which unoptimised builds (the test and fuzz harnesses) run
+    /// far faster than iterator chains.
     fn advance(&mut self) -> bool {
-        let mut d = self.idx.len();
-        loop {
-            if d == 0 {
-                return false;
-            }
-            d -= 1;
-            self.idx[d] += 1;
-            self.elem += self.stride[d];
-            if self.idx[d] < self.shape[d] {
+        let mut dims = self.dims.as_mut_slice();
+        while let [outer @ .., dim] = dims {
+            if dim.index + 1 < dim.size {
+                dim.index += 1;
+                self.elem += dim.stride;
                 return true;
             }
-            self.elem -= self.shape[d] * self.stride[d];
-            self.idx[d] = 0;
+            // Back to this dimension's first index, carrying to the next.
+            self.elem -= dim.index * dim.stride;
+            dim.index = 0;
+            dims = outer;
         }
+        false
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pickle::StorageRef;
 
     fn fixture(rel: &str) -> Vec<u8> {
         std::fs::read(format!("{}/../fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// A checkpoint `{"w": tensor}` over one 64-byte storage at byte 0 of
+    /// a 64-byte source, built around the VM: the VM refuses every such
+    /// view, so this is how the plan's and the writer's own checks are
+    /// reached.
+    fn around_the_vm(storage: StorageRef, offset: u64, shape: &[u64], stride: &[u64]) -> Parsed {
+        use crate::pickle::{Dict, Key, Machine, Obj, PidStyle, StorageDecl, TensorDesc};
+        let mut machine = Machine::new(PidStyle::Zip);
+        machine.storages.decls.push(StorageDecl {
+            key: "0".into(),
+            dtype: crate::dtype::DType::F32,
+            untyped: false,
+            nbytes: 64,
+        });
+        let heap = &mut machine.heap;
+        let tensor = heap
+            .alloc(Obj::Tensor(TensorDesc {
+                storage,
+                dtype: crate::dtype::DType::F32,
+                offset,
+                shape: shape.to_vec(),
+                stride: stride.to_vec(),
+            }))
+            .unwrap();
+        let name = heap.alloc(Obj::Str("w".into())).unwrap();
+        let mut dict = Dict::default();
+        dict.insert(Key::Str("w".into()), name, tensor);
+        let root = heap.alloc(Obj::Dict(dict)).unwrap();
+        Parsed {
+            format: "zip",
+            protocol: 2,
+            big_endian: false,
+            machine,
+            root,
+            data: vec![crate::torch::StorageData {
+                offset: 0,
+                crc32: None,
+            }],
+        }
+    }
+
+    fn whole_storage() -> StorageRef {
+        StorageRef {
+            decl: 0,
+            byte_offset: 0,
+            nbytes: 64,
+        }
+    }
+
+    /// Plans and writes `parsed` from a 64-byte source; the refusal.
+    fn refusal(parsed: &Parsed, tuning: Tuning) -> crate::error::Refusal {
+        let src = vec![0u8; 64];
+        let plan = match crate::torch::plan::plan(parsed) {
+            Ok(plan) => plan,
+            Err(refusal) => return refusal,
+        };
+        write_tuned(&src, parsed, &plan, &mut Vec::new(), tuning).unwrap_err()
+    }
+
+    #[test]
+    fn plan_refuses_a_tensor_whose_element_count_overflows() {
+        // 2^32 * 2^32 elements: numel() used to overflow (a trap in the
+        // shipped guest) summing the output size.
+        let parsed = around_the_vm(whole_storage(), 0, &[1 << 32, 1 << 32], &[0, 0]);
+        let r = refusal(&parsed, Tuning::default());
+        assert_eq!(r.message, "tensor w: size arithmetic overflows");
+    }
+
+    #[test]
+    fn writer_refuses_a_storage_offset_that_overflows() {
+        // The record offset plus the storage's byte offset passes 2^64.
+        let storage = StorageRef {
+            byte_offset: u64::MAX,
+            ..whole_storage()
+        };
+        let mut parsed = around_the_vm(storage, 0, &[2], &[1]);
+        parsed.data[0].offset = 1;
+        let r = refusal(&parsed, Tuning::default());
+        assert_eq!(r.message, "tensor w: size arithmetic overflows");
+        // So does the record offset plus the view's first element,
+        // contiguous or strided (scattered: gathering would read the whole
+        // record first, and find it past the end of the file).
+        for stride in [1, 3] {
+            let mut parsed = around_the_vm(whole_storage(), 4, &[2], &[stride]);
+            parsed.data[0].offset = u64::MAX - 10;
+            let tuning = Tuning {
+                gather_in_memory: 0,
+                ..Tuning::default()
+            };
+            let r = refusal(&parsed, tuning);
+            assert_eq!(
+                r.message, "tensor w: size arithmetic overflows",
+                "stride {stride}"
+            );
+        }
+        // The plan's alias key (the view's first byte in its storage) too.
+        let parsed = around_the_vm(whole_storage(), u64::MAX / 2, &[2], &[1]);
+        let r = refusal(&parsed, Tuning::default());
+        assert_eq!(r.message, "tensor w: size arithmetic overflows");
+    }
+
+    #[test]
+    fn writer_refuses_a_strided_view_whose_span_overflows() {
+        // One stride of 2^62 elements: the view's last element lies at
+        // byte 2^64 + 4, gathered in memory or scattered.
+        for gather_in_memory in [64, 0] {
+            let parsed = around_the_vm(whole_storage(), 0, &[2, 2], &[1 << 62, 2]);
+            let tuning = Tuning {
+                gather_in_memory,
+                ..Tuning::default()
+            };
+            let r = refusal(&parsed, tuning);
+            assert_eq!(r.message, "tensor w: size arithmetic overflows");
+        }
+        // A view past its storage that fits in u64 is refused too, never
+        // read out of bounds.
+        let parsed = around_the_vm(whole_storage(), 0, &[2, 2], &[100, 2]);
+        let r = refusal(&parsed, Tuning::default());
+        assert_eq!(r.message, "tensor w reaches past its storage");
+    }
+
+    #[test]
+    fn odometer_walks_runs_in_row_major_order_and_refuses_offsets_past_u64() {
+        let mut odo = Odometer::new(&[2, 3], &[10, 1], 5).unwrap();
+        let mut seen = vec![odo.elem];
+        while odo.advance() {
+            seen.push(odo.elem);
+        }
+        assert_eq!(seen, [5, 6, 7, 15, 16, 17]);
+        assert_eq!(odo.elem, 5, "back at the first run");
+        assert_eq!(odo.count(), Some(6));
+        // A size-1 dimension's stride never moves the walk.
+        assert!(Odometer::new(&[1, 2], &[u64::MAX, 1], u64::MAX - 1).is_some());
+        assert!(Odometer::new(&[2], &[u64::MAX], 1).is_none());
+        assert!(Odometer::new(&[2], &[1], u64::MAX).is_none());
+        assert!(
+            Odometer::new(&[2], &[1, 1], 0).is_none(),
+            "mismatched lengths"
+        );
     }
 
     /// The scatter path (storages too large to gather in memory) must give

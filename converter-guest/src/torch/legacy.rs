@@ -75,10 +75,11 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
     let mut pos = keys.end;
     for key in &key_list {
         let shown = crate::error::printable(key);
-        let &i = by_key
+        let (slot, d) = by_key
             .get(key.as_str())
+            .and_then(|&i| offsets.get_mut(i).zip(decls.get(i)))
             .ok_or_else(|| corrupt(format!("legacy key list names undeclared storage {shown}")))?;
-        if offsets[i].is_some() {
+        if slot.is_some() {
             return Err(corrupt(format!(
                 "legacy key list names storage {shown} twice"
             )));
@@ -86,30 +87,41 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         let mut count = [0u8; 8];
         src.read_exact_at(pos, &mut count)?;
         let count = i64::from_le_bytes(count);
-        let d = &decls[i];
         let expected = d.nbytes / d.dtype.size();
         if count < 0 || count as u64 != expected {
             return Err(corrupt(format!(
                 "legacy storage {shown} records {count} elements but its reference declares {expected}"
             )));
         }
-        let start = pos + 8;
-        offsets[i] = Some(start);
+        let past_end = || {
+            corrupt(format!(
+                "legacy storage {shown} runs past the end of the file"
+            ))
+        };
+        // The count was read, so `pos + 8` is within the file.
+        let start = pos.checked_add(8).ok_or_else(past_end)?;
+        *slot = Some(start);
         pos = start
             .checked_add(d.nbytes)
             .filter(|&e| e <= end)
-            .ok_or_else(|| {
+            .ok_or_else(past_end)?;
+    }
+    let data = offsets
+        .iter()
+        .zip(decls)
+        .map(|(&offset, d)| {
+            let offset = offset.ok_or_else(|| {
                 corrupt(format!(
-                    "legacy storage {shown} runs past the end of the file"
+                    "legacy storage {} is referenced but missing from the key list",
+                    crate::error::printable(&d.key)
                 ))
             })?;
-    }
-    if let Some(i) = offsets.iter().position(Option::is_none) {
-        return Err(corrupt(format!(
-            "legacy storage {} is referenced but missing from the key list",
-            crate::error::printable(&decls[i].key)
-        )));
-    }
+            Ok(StorageData {
+                offset,
+                crc32: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if pos != end {
         return Err(corrupt(format!(
             "{} bytes follow the last legacy storage",
@@ -122,13 +134,7 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
         protocol: main.protocol,
         big_endian: false,
         root: main.value,
-        data: offsets
-            .into_iter()
-            .map(|o| StorageData {
-                offset: o.expect("checked above"),
-                crc32: None,
-            })
-            .collect(),
+        data,
         machine: m,
     })
 }

@@ -68,16 +68,10 @@ fn is_tar(src: &dyn Source) -> bool {
         return false;
     }
     let field = &block[148..156];
-    let claimed: Option<i128> = if field[0] == 0o200 || field[0] == 0o377 {
-        let mut n: i128 = 0;
-        for &b in &field[1..] {
-            n = (n << 8) + b as i128;
-        }
-        Some(if field[0] == 0o377 {
-            n - (1i128 << 56)
-        } else {
-            n
-        })
+    let claimed: Option<i128> = if let [sign @ (0o200 | 0o377), ref base256 @ ..] = *field {
+        // Seven base-256 digits: below 2^56.
+        let n = base256.iter().fold(0i128, |n, &b| (n << 8) + b as i128);
+        Some(if sign == 0o377 { n - (1i128 << 56) } else { n })
     } else {
         let text = field.split(|&b| b == 0).next().unwrap_or(&[]);
         std::str::from_utf8(text).ok().and_then(|t| {

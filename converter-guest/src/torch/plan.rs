@@ -13,7 +13,7 @@
 use super::Parsed;
 use crate::dtype::DType;
 use crate::error::{corrupt, limit, printable, unsupported, Result};
-use crate::pickle::{Heap, Obj, TensorDesc, Value};
+use crate::pickle::{Dict, Heap, Obj, TensorDesc, Value};
 use decant_abi::{Dropped, MAX_LISTED_DROPPED};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +27,10 @@ const MAX_ENTRIES: usize = 1_000_000;
 pub struct Entry {
     pub name: String,
     pub tensor: TensorDesc,
+    /// Where its bytes lie in the output's data section: the header's
+    /// `data_offsets`, computed (with checked arithmetic) once the order
+    /// is known.
+    pub data_offsets: (u64, u64),
 }
 
 /// What will be written, in file order.
@@ -59,7 +63,7 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
         .find(|(k, _)| heap.str(*k) == Some("state_dict"));
     let selected = match state_dict {
         Some(&(_, v)) => {
-            if !matches!(heap.obj(v), Some(Obj::Dict(_))) {
+            let Some(Obj::Dict(selected)) = heap.obj(v) else {
                 return Err(unsupported(
                     format!(
                         "the state_dict entry is a {}, not a dict",
@@ -67,16 +71,16 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
                     ),
                     "decant converts the tensors of the state_dict entry when there is one",
                 ));
-            }
+            };
             for &(k, _) in &top.entries {
                 if heap.str(k) != Some("state_dict") {
                     out.ignored.push(key_text(heap, k)?);
                 }
             }
             out.ignored.sort();
-            v
+            selected
         }
-        None => parsed.root,
+        None => top,
     };
 
     let mut entries: Vec<Entry> = Vec::new();
@@ -111,46 +115,47 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
     out.dropped = dropped;
 
     // Exact aliases: identical views of the same bytes.
-    let mut groups: BTreeMap<AliasKey, Vec<usize>> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
+    let mut groups: BTreeMap<AliasKey, Vec<&str>> = BTreeMap::new();
+    for e in &entries {
         let t = &e.tensor;
         // Nothing to share without elements (and torch reports a null
         // data pointer for every empty tensor, whatever its storage).
         if t.storage.nbytes == 0 || t.numel() == 0 {
             continue;
         }
+        // Within the storage (rebuild_tensor checked), so within u64.
+        let byte_start = t
+            .offset
+            .checked_mul(t.dtype.size())
+            .and_then(|b| b.checked_add(t.storage.byte_offset))
+            .ok_or_else(|| overflows(&e.name))?;
         let key = AliasKey {
             decl: t.storage.decl,
-            byte_start: t.storage.byte_offset + t.offset * t.dtype.size(),
+            byte_start,
             shape: t.shape.clone(),
             stride: t.stride.clone(),
             dtype: t.dtype,
         };
-        groups.entry(key).or_default().push(i);
+        groups.entry(key).or_default().push(&e.name);
     }
-    let mut removed = vec![false; entries.len()];
-    for members in groups.values().filter(|m| m.len() > 1) {
-        let kept = *members
-            .iter()
-            .min_by(|&&a, &&b| entries[a].name.cmp(&entries[b].name))
-            .expect("non-empty group");
-        for &i in members.iter().filter(|&&i| i != kept) {
-            if entries[i].name == "format" {
+    // Names are distinct (checked above): each group keeps its first.
+    for members in groups.values() {
+        let Some(&kept) = members.iter().min() else {
+            continue;
+        };
+        for &name in members.iter().filter(|&&name| name != kept) {
+            if name == "format" {
                 return Err(unsupported(
                     "a tied weight named \"format\" would overwrite safetensors' format metadata",
                     "rename the entry before saving",
                 ));
             }
-            removed[i] = true;
-            out.aliases
-                .insert(entries[i].name.clone(), entries[kept].name.clone());
+            out.aliases.insert(name.to_string(), kept.to_string());
         }
     }
     let mut tensors: Vec<Entry> = entries
         .into_iter()
-        .zip(removed)
-        .filter(|(_, r)| !r)
-        .map(|(e, _)| e)
+        .filter(|e| !out.aliases.contains_key(&e.name))
         .collect();
     tensors.sort_by(|a, b| {
         b.tensor
@@ -161,13 +166,45 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
     });
     // Each tensor's byte size was checked when it was built; the sum is
     // the output size and must fit too.
-    tensors.iter().try_fold(0u64, |total, e| {
-        total
-            .checked_add(e.tensor.numel() * e.tensor.dtype.size())
-            .ok_or_else(|| limit("the tensors add up to more than 2^64 bytes of output"))
-    })?;
+    let mut offset = 0u64;
+    for e in &mut tensors {
+        let n = e.tensor.nbytes().ok_or_else(|| overflows(&e.name))?;
+        let end = offset
+            .checked_add(n)
+            .ok_or_else(|| limit("the tensors add up to more than 2^64 bytes of output"))?;
+        e.data_offsets = (offset, end);
+        offset = end;
+    }
     out.tensors = tensors;
     Ok(out)
+}
+
+// What a plan the VM did not build can hold (every view the VM builds was
+// checked against its storage, and its storage declared first); the plan
+// and the writer refuse it instead of trapping.
+
+/// A tensor whose sizes or offsets overflow u64.
+pub(crate) fn overflows(name: &str) -> crate::error::Refusal {
+    corrupt(format!(
+        "tensor {}: size arithmetic overflows",
+        printable(name)
+    ))
+}
+
+/// A tensor whose storage was never declared.
+pub(crate) fn undeclared(name: &str) -> crate::error::Refusal {
+    corrupt(format!(
+        "tensor {} refers to an undeclared storage",
+        printable(name)
+    ))
+}
+
+/// A tensor whose view reaches past its storage.
+pub(crate) fn outside_storage(name: &str) -> crate::error::Refusal {
+    corrupt(format!(
+        "tensor {} reaches past its storage",
+        printable(name)
+    ))
 }
 
 /// In a big-endian archive torch swaps each storage in units of its
@@ -183,7 +220,9 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
 fn check_byteswap_units(parsed: &Parsed, entries: &[Entry]) -> Result<()> {
     use crate::dtype::DType;
     for e in entries {
-        let decl = &parsed.machine.storages.decls[e.tensor.storage.decl];
+        let Some(decl) = parsed.machine.storages.decls.get(e.tensor.storage.decl) else {
+            return Err(undeclared(&e.name));
+        };
         let size = e.tensor.dtype.size();
         // torch.save writes untyped storages only for the dtypes without a
         // storage class; a float32 or int64 on one is crafted, and torch
@@ -254,7 +293,7 @@ fn key_text(heap: &Heap, k: Value) -> Result<String> {
 /// under the key `""` names its entries `.x`, as joining with `.` does.
 fn flatten(
     heap: &Heap,
-    dict: Value,
+    dict: &Dict,
     prefix: Option<&str>,
     depth: usize,
     entries: &mut Vec<Entry>,
@@ -266,10 +305,7 @@ fn flatten(
             printable(prefix.unwrap_or_default())
         )));
     }
-    let Some(Obj::Dict(d)) = heap.obj(dict) else {
-        unreachable!("flatten is only called on dicts");
-    };
-    for &(k, v) in &d.entries {
+    for &(k, v) in &dict.entries {
         if entries.len() + dropped.len() >= MAX_ENTRIES {
             return Err(limit(format!(
                 "more than {MAX_ENTRIES} entries after flattening nested dicts"
@@ -284,8 +320,11 @@ fn flatten(
             Some(Obj::Tensor(t)) => entries.push(Entry {
                 name,
                 tensor: t.clone(),
+                data_offsets: (0, 0),
             }),
-            Some(Obj::Dict(_)) => flatten(heap, v, Some(&name), depth + 1, entries, dropped)?,
+            Some(Obj::Dict(inner)) => {
+                flatten(heap, inner, Some(&name), depth + 1, entries, dropped)?
+            }
             _ => dropped.push(Dropped {
                 name,
                 kind: heap.type_name(v).to_string(),
