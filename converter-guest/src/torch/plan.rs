@@ -138,7 +138,8 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
         };
         groups.entry(key).or_default().push(&e.name);
     }
-    // Names are distinct (checked above): each group keeps its first.
+    // Names are distinct (checked above): each group keeps the one that
+    // sorts first.
     for members in groups.values() {
         let Some(&kept) = members.iter().min() else {
             continue;
