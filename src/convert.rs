@@ -31,9 +31,11 @@ pub struct Options {
 /// A finished conversion.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Converted {
+    #[serde(serialize_with = "crate::render::lossy_path")]
     pub source: PathBuf,
     pub source_sha256: String,
     pub source_bytes: u64,
+    #[serde(serialize_with = "crate::render::lossy_path")]
     pub output: PathBuf,
     pub output_sha256: String,
     pub output_bytes: u64,
@@ -163,6 +165,7 @@ pub struct Signing {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileConverted {
     pub conversion: Converted,
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
     pub receipt: Option<PathBuf>,
 }
 

@@ -86,13 +86,16 @@ pub enum Event<'a> {
 /// A published directory conversion.
 #[derive(Debug, serde::Serialize)]
 pub struct DirConverted {
+    #[serde(serialize_with = "crate::render::lossy_path")]
     pub source: PathBuf,
+    #[serde(serialize_with = "crate::render::lossy_path")]
     pub output: PathBuf,
     pub converted: Vec<Converted>,
     /// Outputs an existing receipt already vouched for, left as they were.
     pub reused: Vec<String>,
     pub index: Option<String>,
     pub left_alone: Vec<String>,
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
     pub receipt: Option<PathBuf>,
 }
 

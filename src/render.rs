@@ -18,6 +18,23 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
+/// Serialises a path as a string, lossily where it is not UTF-8 (serde_json
+/// refuses such a path, and output must not fail after the work is done).
+pub(crate) fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+/// [`lossy_path`] for an optional path.
+pub(crate) fn lossy_opt_path<S: serde::Serializer>(
+    p: &Option<std::path::PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Writes `text` to stdout; a failed write (a closed pipe) is ignored.
 pub fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -71,7 +88,7 @@ pub fn converted(done: &FileConverted, json: bool) {
         emit_json(&serde_json::json!({
             "status": "converted",
             "conversion": done.conversion,
-            "receipt": done.receipt,
+            "receipt": done.receipt.as_ref().map(|p| p.to_string_lossy()),
         }));
         return;
     }
@@ -187,7 +204,11 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
 /// `decant inspect`.
 pub fn inspection(src: &Path, r: &Report, json: bool) {
     if json {
-        emit_json(&serde_json::json!({"status": "inspected", "source": src, "report": r}));
+        emit_json(&serde_json::json!({
+            "status": "inspected",
+            "source": src.to_string_lossy(),
+            "report": r,
+        }));
         return;
     }
     let mut out = String::new();
@@ -253,9 +274,9 @@ pub fn verification(o: &Outcome, json: bool) {
     if json {
         emit_json(&serde_json::json!({
             "status": if o.passed() { "verified" } else { "not_verified" },
-            "artifact": o.artifact,
+            "artifact": o.artifact.to_string_lossy(),
             "artifact_sha256": o.artifact_sha256,
-            "receipt": o.receipt,
+            "receipt": o.receipt.to_string_lossy(),
             "signer_fingerprint": o.signer_fingerprint(),
             "checks": v.checks(),
             "failed": v.failed(),

@@ -101,6 +101,16 @@ fn walk(
                 continue;
             }
             if except == Some((meta.dev(), meta.ino())) {
+                // The receipt itself is not served content, but only under
+                // its one name: a hard link of it is another file a loader
+                // would serve, with whatever the receipt's extra bytes say.
+                if meta.nlink() == 1 {
+                    continue;
+                }
+                out.problems.push(format!(
+                    "{rel} is a name of the receipt, which has {} (a receipt inside the directory may have only one)",
+                    meta.nlink()
+                ));
                 continue;
             }
             let sha = sha256_file(&file).map_err(|e| io(&rel, e))?;

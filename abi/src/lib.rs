@@ -109,6 +109,7 @@ pub struct Refusal {
 
 /// One entry that was not converted because it is not a tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dropped {
     /// Flattened name (`optimizer.lr`).
     pub name: String,

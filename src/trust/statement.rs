@@ -17,6 +17,7 @@
 
 use crate::policy::Limits;
 use decant_abi::{Dropped, Report};
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -329,7 +330,97 @@ pub fn sorted_json<T: Serialize>(value: &T) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Refuses JSON with a repeated key in any object, at any depth. serde
+/// refuses a repeated field of a struct, but a map (the report's `aliases`)
+/// would keep the last value silently, where another reader keeps the
+/// first.
+pub fn check_unique_keys(json: &[u8]) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    UniqueKeys
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| e.to_string())
+}
+
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(UniqueKeys)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value_seed(UniqueKeys)?;
+        }
+        Ok(())
+    }
+}
+
 impl Statement {
+    /// Names that must be unique are, and there is a source: two subjects
+    /// (or sources, or reports) under one name would let a verifier match
+    /// one and a reader use the other.
+    pub fn check_names(&self) -> Result<(), String> {
+        fn repeated<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+            let mut seen = std::collections::HashSet::new();
+            let mut names = names;
+            names.find(|n| !seen.insert(*n))
+        }
+        if let Some(n) = repeated(self.subject.iter().map(|s| s.name.as_str())) {
+            return Err(format!("two subjects are named {n:?}"));
+        }
+        if let Some(n) = repeated(self.sources().map(|(d, _)| d.name.as_str())) {
+            return Err(format!("two sources are named {n:?}"));
+        }
+        if let Some(n) = repeated(
+            self.predicate
+                .run_details
+                .byproducts
+                .iter()
+                .map(|b| b.name.as_str()),
+        ) {
+            return Err(format!("two byproducts are named {n:?}"));
+        }
+        if self.sources().next().is_none() {
+            return Err("it names no source".into());
+        }
+        Ok(())
+    }
+
     /// The converter dependency, if there is exactly one.
     pub fn converter(&self) -> Result<&Dependency, String> {
         let mut found = self

@@ -86,6 +86,13 @@ pub const NOT_CHECKED: &str = "not checked: the receipt did not authenticate";
 /// How many names or digests a detail lists before counting the rest.
 const LISTED: usize = 8;
 
+/// Most envelopes in one receipt file, and signatures in one envelope: each
+/// signature is checked against every trusted key over the whole payload,
+/// so without a cap a 16 MiB receipt of repeated wrong signatures costs
+/// minutes of CPU. decant writes one envelope with one signature.
+pub const MAX_ENVELOPES: usize = 64;
+pub const MAX_SIGNATURES: usize = 16;
+
 /// One verification check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -320,16 +327,24 @@ fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
     if let Ok(env) = serde_json::from_slice::<Envelope>(bytes) {
         return Ok(vec![(1, Ok(env))]);
     }
-    let lines: Vec<Parsed> = bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| !l.trim_ascii().is_empty())
-        .map(|(i, l)| {
-            let parsed = serde_json::from_slice::<Envelope>(l)
-                .map_err(|e| format!("not a DSSE envelope: {e}"));
-            (i + 1, parsed)
-        })
-        .collect();
+    // JSON Lines: every non-blank line must be an envelope. A receipt file
+    // that also carries other lines is refused whole: it would be a file
+    // whose bytes mean something to another reader (a receipt kept inside
+    // a model directory is served with it).
+    let mut lines: Vec<Parsed> = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        if lines.len() == MAX_ENVELOPES {
+            return Err(format!(
+                "the receipt holds more than {MAX_ENVELOPES} envelopes"
+            ));
+        }
+        let env = serde_json::from_slice::<Envelope>(line)
+            .map_err(|e| format!("line {} is not a DSSE envelope: {e}", i + 1))?;
+        lines.push((i + 1, Ok(env)));
+    }
     if lines.is_empty() {
         return Err("the receipt is empty".into());
     }
@@ -407,7 +422,7 @@ fn verify_envelope(req: &Request<'_>, env: &Envelope, where_: &str, index: usize
     // authenticated statement can pass the verdict.
     checks.push(subject_check(req.artifact, &parsed));
     if let Some(pin) = &req.source_sha256_pin {
-        checks.push(source_check(pin, &parsed));
+        checks.push(source_check(pin, &parsed, req.artifact));
     }
     if let Some(pin) = &req.policy_sha256_pin {
         checks.push(policy_check(pin, &parsed));
@@ -430,6 +445,16 @@ fn authenticate_envelope(
     checks: &mut Vec<Check>,
 ) -> Option<(Statement, Option<usize>)> {
     let signatures = env.signatures.len();
+    if signatures > MAX_SIGNATURES {
+        checks.push(Check::fail(
+            CheckName::Envelope,
+            format!("{where_}the envelope has {signatures} signatures, more than the {MAX_SIGNATURES} decant checks"),
+        ));
+        for name in [CheckName::PayloadType, CheckName::Signature] {
+            checks.push(Check::fail(name, "not checked: too many signatures"));
+        }
+        return None;
+    }
     let verified = dsse::verify(env, trust.keys);
     match &verified {
         Err(e @ VerifyFailure::MalformedPayload(_)) => {
@@ -508,6 +533,13 @@ fn authenticate_envelope(
         ));
         return None;
     }
+    if let Err(e) = super::statement::check_unique_keys(&verified.payload) {
+        checks.push(Check::fail(
+            CheckName::BuildType,
+            format!("the statement does not follow {BUILD_TYPE}: {e}"),
+        ));
+        return None;
+    }
     let statement = match serde_json::from_slice::<Statement>(&verified.payload) {
         Ok(s) => s,
         Err(e) => {
@@ -518,6 +550,13 @@ fn authenticate_envelope(
             return None;
         }
     };
+    if let Err(why) = statement.check_names() {
+        checks.push(Check::fail(
+            CheckName::BuildType,
+            format!("the statement does not follow {BUILD_TYPE}: {why}"),
+        ));
+        return None;
+    }
     let bad_reports: Vec<&str> = statement
         .predicate
         .run_details
@@ -727,8 +766,19 @@ fn directory_subject_check(dir: &DirectoryFiles, s: &Statement) -> Check {
     }
 }
 
-fn source_check(want: &Sha256Hex, s: &Statement) -> Check {
+fn source_check(want: &Sha256Hex, s: &Statement, artifact: &Artifact) -> Check {
     let sources: Vec<&Sha256Hex> = s.sources().map(|(d, _)| &d.digest.sha256).collect();
+    if matches!(artifact, Artifact::File(_)) && sources.len() != 1 {
+        // A directory receipt does not say which source made which output,
+        // so a pinned source proves nothing about one file of it.
+        return Check::fail(
+            CheckName::Source,
+            format!(
+                "the receipt names {} sources and does not say which one made this file; verify the directory with --source DIR",
+                sources.len()
+            ),
+        );
+    }
     if sources.contains(&want) {
         Check::pass(CheckName::Source, format!("source sha256 {want} as pinned"))
     } else {
@@ -1039,7 +1089,7 @@ mod tests {
         let k = key();
         let base = serde_json::to_value(statement_for(ARTIFACT)).unwrap();
         type Change = fn(&mut Value);
-        let cases: [(CheckName, Change); 9] = [
+        let cases: [(CheckName, Change); 13] = [
             (Statement, |s| {
                 s["predicateType"] = "https://example.com/other".into()
             }),
@@ -1061,6 +1111,31 @@ mod tests {
             }),
             (BuildType, |s| {
                 s["predicate"]["runDetails"]["byproducts"][0]["annotations"]["tensors"] = 4.into()
+            }),
+            (BuildType, |s| {
+                s["predicate"]["runDetails"]["byproducts"][0]["annotations"]["dropped"][0]["evil"] =
+                    "yes".into()
+            }),
+            (BuildType, |s| {
+                // Two subjects under one name: a verifier matching one and
+                // a reader using the other.
+                let first = s["subject"][0].clone();
+                let mut second = first.clone();
+                second["digest"]["sha256"] = "00".repeat(32).into();
+                s["subject"] = serde_json::json!([first, second]);
+            }),
+            (BuildType, |s| {
+                let deps = s["predicate"]["buildDefinition"]["resolvedDependencies"]
+                    .as_array_mut()
+                    .unwrap();
+                deps.retain(|d| d["annotations"]["role"] != "source");
+            }),
+            (BuildType, |s| {
+                let b = s["predicate"]["runDetails"]["byproducts"][0].clone();
+                s["predicate"]["runDetails"]["byproducts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(b);
             }),
             (Builder, |s| {
                 s["predicate"]["runDetails"]["builder"]["id"] = "https://x".into()
@@ -1095,7 +1170,27 @@ mod tests {
         let v = verify_with(&line, &k, |_| {});
         fails_at(&v, BuildType);
         assert!(
-            detail(&v, BuildType).contains("duplicate field"),
+            detail(&v, BuildType).contains("duplicate key"),
+            "{}",
+            detail(&v, BuildType)
+        );
+
+        // A repeated key inside a map (the report's aliases), where a JSON
+        // map keeps one of the two values silently.
+        let nested = text.replacen(
+            r#""aliases":{"lm_head.weight":"embed.weight"}"#,
+            r#""aliases":{"lm_head.weight":"embed.weight","lm_head.weight":"other"}"#,
+            1,
+        );
+        assert_ne!(nested, text);
+        let v = verify_with(
+            &receipt::to_line(&dsse::sign(nested.as_bytes(), &k)),
+            &k,
+            |_| {},
+        );
+        fails_at(&v, BuildType);
+        assert!(
+            detail(&v, BuildType).contains("duplicate key"),
             "{}",
             detail(&v, BuildType)
         );
@@ -1119,6 +1214,52 @@ mod tests {
         assert!(detail(&v, Envelope).contains("16777216"));
     }
 
+    /// Review of issue 9: a receipt file with a good envelope and other
+    /// lines (which a hard link inside a model directory would serve as
+    /// code or config) is refused whole; so is an envelope with more
+    /// signatures than are worth checking (each one costs a pass over the
+    /// payload per trusted key).
+    #[test]
+    fn extra_lines_and_signature_floods_fail_envelope() {
+        let k = key();
+        let good = receipt_for(ARTIFACT, &k);
+        let v = verify_with(&format!("{good}import os; os.system('id')\n"), &k, |_| {});
+        fails_at(&v, Envelope);
+        assert!(detail(&v, Envelope).contains("line 2 is not a DSSE envelope"));
+        let flood = mutate_envelope(&good, |env| {
+            let wrong = dsse::Signature {
+                keyid: String::new(),
+                sig: STANDARD.encode([7u8; 64]),
+            };
+            env.signatures = vec![wrong; MAX_SIGNATURES];
+            env.signatures.push(env.signatures[0].clone());
+        });
+        let v = verify_with(&flood, &k, |_| {});
+        fails_at(&v, Envelope);
+        assert!(detail(&v, Envelope).contains("17 signatures"));
+        let many = good.repeat(MAX_ENVELOPES + 1);
+        fails_at(&verify_with(&many, &k, |_| {}), Envelope);
+        assert!(verify_with(&good.repeat(MAX_ENVELOPES), &k, |_| {}).passed());
+    }
+
+    /// Review of issue 9: `--source-sha256` against one file of a directory
+    /// receipt proved only that some file came from that source.
+    #[test]
+    fn a_source_pin_on_one_file_of_a_multi_source_receipt_fails() {
+        let k = key();
+        let mut s = serde_json::to_value(statement_for(ARTIFACT)).unwrap();
+        let mut other = s["predicate"]["buildDefinition"]["resolvedDependencies"][0].clone();
+        other["name"] = "other.bin".into();
+        other["digest"]["sha256"] = "4".repeat(64).into();
+        s["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, other);
+        let v = verify_with(&sign_value(&s, &k), &k, |_| {});
+        fails_at(&v, Source);
+        assert!(detail(&v, Source).contains("names 2 sources"));
+    }
+
     #[test]
     fn pretty_printed_envelopes_are_accepted() {
         let k = key();
@@ -1139,9 +1280,9 @@ mod tests {
 
         // None passes: the closest one is shown, and the choice is said.
         let untrusted = receipt_for(ARTIFACT, &key());
-        let v = verify_with(&format!("garbage\n{untrusted}{other}"), &k, |_| {});
+        let v = verify_with(&format!("{untrusted}{other}"), &k, |_| {});
         assert!(!v.passed());
-        assert!(detail(&v, Envelope).contains("none of the 3"));
+        assert!(detail(&v, Envelope).contains("none of the 2"));
         fails_at(&v, Subject);
     }
 

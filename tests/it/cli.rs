@@ -178,6 +178,13 @@ fn planted_directory(dir: &Path) {
     )
     .unwrap();
     std::os::unix::fs::symlink("/etc/passwd", planted.join("vocab.txt")).unwrap();
+    // A hard link of the receipt is served under another name: not the
+    // receipt's exception.
+    std::fs::hard_link(
+        planted.join("decant.intoto.jsonl"),
+        planted.join("modeling_evil.py"),
+    )
+    .unwrap();
 }
 
 /// Runs decant with `args` (`[W]` and `[F]` expanded) and compares the

@@ -394,3 +394,34 @@ fn invalid_policy_is_a_usage_error() {
     run.assert_error_shape();
     assert!(run.stderr.contains("unknown field"), "{}", run.stderr);
 }
+
+/// Review of issue 9: with `--json`, a source path that is not UTF-8 made
+/// serde_json fail inside `json!`, a panic (exit 101) after the output and
+/// receipt were published. Paths are now written lossily.
+#[test]
+fn json_output_with_a_non_utf8_path_still_succeeds() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"model-\xff.pt"));
+    fs::copy(fixture("convert/tied.pt"), &src).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_decant"))
+        .arg("convert")
+        .arg(&src)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "converted");
+    assert!(v["conversion"]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("model-\u{fffd}.pt"));
+}

@@ -77,14 +77,19 @@ fn run_case(path: &str) -> Value {
         }),
         Outcome::Done(report) => {
             let mut v = describe_output(&sink.out);
-            v["path"] = json!(path);
-            v["result"] = json!("converted");
-            v["format"] = json!(report.format);
-            v["byteorder"] = json!(report.byteorder);
-            v["protocol"] = json!(report.pickle_protocol);
-            v["dropped"] = json!(report.dropped.iter().map(|d| &d.name).collect::<Vec<_>>());
-            v["dropped_total"] = json!(report.dropped_total);
-            v["ignored"] = json!(report.ignored);
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("path".into(), json!(path));
+                obj.insert("result".into(), json!("converted"));
+                obj.insert("format".into(), json!(report.format));
+                obj.insert("byteorder".into(), json!(report.byteorder));
+                obj.insert("protocol".into(), json!(report.pickle_protocol));
+                obj.insert(
+                    "dropped".into(),
+                    json!(report.dropped.iter().map(|d| &d.name).collect::<Vec<_>>()),
+                );
+                obj.insert("dropped_total".into(), json!(report.dropped_total));
+                obj.insert("ignored".into(), json!(report.ignored));
+            }
             v
         }
     }
