@@ -1639,7 +1639,7 @@ fn inspect_verifies_data_record_crcs_too() {
 }
 
 /// Local headers were compared with the central directory only on name and
-/// flags; method, CRC and sizes must agree too (DESIGN.md: local/central
+/// flags; method, CRC and sizes must agree too (docs/SEMANTICS.md: local/central
 /// header disagreement is refused).
 #[test]
 fn local_header_method_crc_and_sizes_must_match_the_directory() {

@@ -1,5 +1,5 @@
-//! From the unpickled object to the list of tensors to write: DESIGN.md's
-//! selection, flattening, non-tensor and alias rules.
+//! From the unpickled object to the list of tensors to write: the README's
+//! selection, flattening, non-tensor and alias rules ("What a conversion means").
 //!
 //! - A top-level `state_dict` entry, if present, is all that is converted; the
 //!   other top-level keys are reported as ignored.
