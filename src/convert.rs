@@ -70,19 +70,7 @@ pub fn default_output(source: &Path) -> PathBuf {
 
 /// Opens the source read-only and checks it is a regular file.
 fn open_source(path: &Path) -> Result<File> {
-    let file =
-        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            Kind::Usage,
-            format!("{} is not a regular file", path.display()),
-            "point decant at a checkpoint file",
-        ));
-    }
-    Ok(file)
+    crate::open::regular_file(path)
 }
 
 /// sha256 of a whole file, read independently of the guest.

@@ -74,7 +74,7 @@ fn hex_digest(value: &str, what: &str) -> Result<Sha256Hex> {
 }
 
 fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), &e))
+    crate::open::regular_file(path)
 }
 
 fn file_sha256(path: &Path) -> Result<Sha256Hex> {
@@ -271,13 +271,14 @@ fn directory_source_check(s: &Verified<Statement>, source: &Path) -> Result<Chec
     for (dep, _) in s.sources() {
         count += 1;
         let want = &dep.digest.sha256;
-        match crate::model_dir::file_sha256(&dir, &dep.name) {
-            Some(sha) if sha == *want => {}
-            Some(sha) => problems.push(format!(
+        match crate::model_dir::file_sha256(&dir, &dep.name, source) {
+            Ok(Some(sha)) if sha == *want => {}
+            Ok(Some(sha)) => problems.push(format!(
                 "{} has sha256 {sha}, the receipt says {want}",
                 dep.name
             )),
-            None => problems.push(format!("{} is not in {}", dep.name, source.display())),
+            Ok(None) => problems.push(format!("{} is not in {}", dep.name, source.display())),
+            Err(e) => problems.push(e.message),
         }
     }
     Ok(if problems.is_empty() {

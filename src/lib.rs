@@ -34,6 +34,7 @@ pub mod error;
 pub(crate) mod gate;
 pub mod guest;
 pub(crate) mod model_dir;
+pub(crate) mod open;
 pub mod output;
 pub mod policy;
 pub(crate) mod progress;

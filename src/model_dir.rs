@@ -198,9 +198,10 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
-/// Opens a file beneath `dir`; a symlink that leads outside is a refusal.
-fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<cap_std::fs::File> {
-    dir.open(name).map_err(|e| {
+/// Opens a regular file beneath `dir` without blocking; a symlink that
+/// leads outside, or anything but a regular file, is a refusal.
+fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<std::fs::File> {
+    crate::open::regular_file_in(dir, name, shown).map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied
             && dir.symlink_metadata(name).is_ok_and(|m| m.is_symlink())
         {
@@ -211,7 +212,7 @@ fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<cap_std::fs::File
         } else {
             Error::io(format!("cannot open {}", shown.join(name).display()), &e)
         }
-    })
+    })?
 }
 
 fn read_index(dir: &Dir, shown: &Path) -> Result<Value> {
@@ -221,7 +222,7 @@ fn read_index(dir: &Dir, shown: &Path) -> Result<Value> {
             "the sharded checkpoint's index is damaged or was altered",
         )
     };
-    let mut file = open_checked(dir, INDEX, shown)?.into_std();
+    let mut file = open_checked(dir, INDEX, shown)?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(&mut file, MAX_INDEX_BYTES + 1),
@@ -320,7 +321,9 @@ fn previous_receipt(
     policy: &Policy,
     strict: bool,
 ) -> Option<Previous> {
-    let file = out.open(RECEIPT).ok()?.into_std();
+    let file = crate::open::regular_file_in(out, RECEIPT, Path::new(RECEIPT))
+        .ok()?
+        .ok()?;
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(file, MAX_RECEIPT_BYTES as u64 + 1),
@@ -368,18 +371,21 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// sha256 of a file beneath `dir`, if it can be opened and read.
-pub fn file_sha256(dir: &Dir, name: &str) -> Option<Sha256Hex> {
-    let f = dir.open(name).ok()?.into_std();
-    sha256_file(&f).ok().map(Sha256Hex::from_computed)
+/// sha256 of a regular file beneath `dir`; `None` if there is no such
+/// name, an error for anything but a readable regular file.
+pub fn file_sha256(dir: &Dir, name: &str, shown: &Path) -> Result<Option<Sha256Hex>> {
+    if dir.symlink_metadata(name).is_err() {
+        return Ok(None);
+    }
+    let f = open_checked(dir, name, shown)?;
+    sha256_file(&f)
+        .map(|h| Some(Sha256Hex::from_computed(h)))
+        .map_err(|e| Error::io(format!("cannot read {}", shown.join(name).display()), &e))
 }
 
 /// Tensor data bytes of an existing safetensors file.
-fn data_bytes(dir: &Dir, name: &str) -> Result<u64> {
-    let f = dir
-        .open(name)
-        .map_err(|e| Error::io(format!("cannot open {name}"), &e))?
-        .into_std();
+fn data_bytes(dir: &Dir, name: &str, shown: &Path) -> Result<u64> {
+    let f = open_checked(dir, name, shown)?;
     let len = f
         .metadata()
         .map_err(|e| Error::io(format!("cannot stat {name}"), &e))?
@@ -418,8 +424,13 @@ pub fn convert_dir(
             ) else {
                 continue;
             };
-            if file_sha256(&src, &f.source).as_ref() == Some(src_sha)
-                && file_sha256(&out, &f.output).as_ref() == Some(out_sha)
+            // Anything unreadable is simply converted again (and refused
+            // then, if it is not a regular file).
+            let unchanged = |dir: &Dir, name: &str, shown: &Path, want: &Sha256Hex| {
+                file_sha256(dir, name, shown).ok().flatten().as_ref() == Some(want)
+            };
+            if unchanged(&src, &f.source, &opts.source, src_sha)
+                && unchanged(&out, &f.output, &out_path, out_sha)
             {
                 reused.insert(
                     f.output.clone(),
@@ -536,11 +547,15 @@ pub fn convert_dir(
     if let Some(index) = &plan.index {
         let mut total: u64 = prepared.iter().map(|p| p.converted.data_bytes).sum();
         for name in reused.keys() {
-            total += data_bytes(&out, name)?;
+            total += data_bytes(&out, name, &out_path)?;
         }
         let bytes = new_index(index, total);
         let sha = Sha256Hex::of(&bytes);
-        let unchanged = file_sha256(&out, OUT_INDEX).as_ref() == Some(&sha);
+        let unchanged = file_sha256(&out, OUT_INDEX, &out_path)
+            .ok()
+            .flatten()
+            .as_ref()
+            == Some(&sha);
         if !unchanged {
             output::check_in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX), opts.force)?;
             let pending = Pending::in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX))?;
@@ -573,7 +588,7 @@ pub fn convert_dir(
                 });
             }
             if plan.index.is_some() {
-                let f = open_checked(&src, INDEX, &opts.source)?.into_std();
+                let f = open_checked(&src, INDEX, &opts.source)?;
                 sources.push(SourceFile {
                     name: INDEX.into(),
                     sha256: Sha256Hex::from_computed(
@@ -656,7 +671,7 @@ fn convert_one(
     out_path: &Path,
     f: &FilePlan,
 ) -> Result<Prepared> {
-    let source = open_checked(src, &f.source, &opts.source)?.into_std();
+    let source = open_checked(src, &f.source, &opts.source)?;
     let shown_out = out_path.join(&f.output);
     let pending = Pending::in_dir(out, &f.output, &shown_out)?;
     convert::prepare_job(

@@ -7,7 +7,6 @@
 use crate::error::{Error, Kind, Result};
 use crate::trust::statement::Sha256Hex;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::path::Path;
 
 /// Largest policy file read (the shipped one is under 1 KB).
@@ -64,22 +63,8 @@ impl Policy {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let io =
-            |e: std::io::Error| Error::io(format!("cannot read policy {}", path.display()), &e);
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(io)?;
-        if bytes.len() as u64 > MAX_POLICY_BYTES {
-            return Err(Error::new(
-                Kind::Usage,
-                format!(
-                    "policy {} is larger than {MAX_POLICY_BYTES} bytes",
-                    path.display()
-                ),
-                "a sandbox policy is a small JSON file; start from sandbox-policy/default.json",
-            ));
-        }
+        let file = crate::open::regular_file(path)?;
+        let bytes = crate::open::read_bounded(file, MAX_POLICY_BYTES, path, "a sandbox policy")?;
         Self::parse(&bytes, &path.display().to_string())
     }
 

@@ -93,13 +93,18 @@ fn walk(
                 out,
             )?;
         } else if kind.is_file() {
-            let file = dir.open(name).map_err(|e| io(&rel, e))?.into_std();
+            // Opened without blocking: a FIFO swapped in after the listing
+            // is a problem, not a hang.
+            let file = match crate::open::regular_file_in(dir, name, Path::new(prefix)) {
+                Ok(Ok(file)) => file,
+                Ok(Err(_)) => {
+                    out.problems
+                        .push(format!("{rel} changed into a non-file while being listed"));
+                    continue;
+                }
+                Err(e) => return Err(io(&rel, e)),
+            };
             let meta = file.metadata().map_err(|e| io(&rel, e))?;
-            if !meta.is_file() {
-                out.problems
-                    .push(format!("{rel} changed into a non-file while being listed"));
-                continue;
-            }
             if except == Some((meta.dev(), meta.ino())) {
                 // The receipt itself is not served content, but only under
                 // its one name: a hard link of it is another file a loader

@@ -129,9 +129,19 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Largest key file read: a PEM key is a few hundred bytes.
+pub const MAX_KEY_BYTES: u64 = 64 << 10;
+
 fn read_text(path: &Path, what: &str) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::io(format!("cannot read {what} {}", path.display()), &e))?;
+    let file = crate::open::regular_file(path).map_err(|mut e| {
+        if e.kind == Kind::Io {
+            e.message = e
+                .message
+                .replacen("cannot open", &format!("cannot read {what}"), 1);
+        }
+        e
+    })?;
+    let bytes = crate::open::read_bounded(file, MAX_KEY_BYTES, path, "a key file")?;
     String::from_utf8(bytes).map_err(|_| {
         Error::new(
             Kind::Usage,

@@ -16,6 +16,7 @@ mod cli;
 mod common;
 mod convert;
 mod dirs;
+mod environment;
 mod hostile;
 mod interrupt;
 mod receipts;

@@ -1,0 +1,193 @@
+//! Hostile environments (issue 10): what other people left in the paths
+//! and directories decant is pointed at. Each case is bounded in time: a
+//! decant that blocks is killed and the test fails.
+
+use crate::common::fixture;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs decant, killing it after `limit`; returns (exit code, stdout,
+/// stderr), failing the test if it had to be killed.
+fn bounded(args: &[&str], limit: Duration) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("decant {args:?} still running after {limit:?}: it blocked");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Issue 10: a FIFO (or a device) where decant expects a file blocked
+/// `open` forever: as SRC, for `inspect`, as a key, a policy, a receipt,
+/// the artifact, a checkpoint or the index of a model directory, or a
+/// source under `--source DIR`. Each is now refused at once, naming what
+/// the path is.
+#[test]
+fn special_files_are_refused_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let fifo = w.join("pytorch_model.bin");
+    mkfifo(&fifo);
+    let out = w.join("out.safetensors");
+    let key = w.join("key");
+    assert_eq!(bounded(&["keygen", s(&key)], LIMIT).0, 0);
+    let tied = fixture("convert/tied.pt");
+    let good_out = w.join("good.safetensors");
+    assert_eq!(
+        bounded(
+            &["convert", s(&tied), "-o", s(&good_out), "--key", s(&key)],
+            LIMIT
+        )
+        .0,
+        0
+    );
+    let receipt = w.join("good.safetensors.intoto.jsonl");
+    let public = w.join("key.pub");
+
+    let usage_cases: Vec<Vec<&str>> = vec![
+        vec!["convert", s(&fifo), "-o", s(&out)],
+        vec!["inspect", s(&fifo)],
+        vec!["convert", s(&tied), "-o", s(&out), "--key", s(&fifo)],
+        vec!["convert", s(&tied), "-o", s(&out), "--policy", s(&fifo)],
+        vec![
+            "verify",
+            s(&good_out),
+            "--receipt",
+            s(&fifo),
+            "--trusted-key",
+            s(&public),
+        ],
+        vec![
+            "verify",
+            s(&good_out),
+            "--receipt",
+            s(&receipt),
+            "--trusted-key",
+            s(&fifo),
+        ],
+        vec![
+            "verify",
+            "/dev/zero",
+            "--receipt",
+            s(&receipt),
+            "--trusted-key",
+            s(&public),
+        ],
+    ];
+    for args in &usage_cases {
+        let (code, _, stderr) = bounded(args, LIMIT);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is a FIFO, not a regular file")
+                || stderr.contains("is a character device, not a regular file"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!out.exists());
+    }
+
+    // In a model directory: a FIFO checkpoint and a FIFO index are refused
+    // (the directory's contents are input: exit 1).
+    for planted in [
+        "pytorch_model-00002-of-00003.bin",
+        "pytorch_model.bin.index.json",
+    ] {
+        let dir = w.join(format!("dir-{planted}"));
+        std::fs::create_dir(&dir).unwrap();
+        for entry in std::fs::read_dir(fixture("dirs/sharded")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != planted {
+                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+        mkfifo(&dir.join(planted));
+        let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&w.join("never"))], LIMIT);
+        assert_eq!(code, 1, "{planted}: {stderr}");
+        assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+    }
+
+    // verify DIR with a FIFO among the outputs, and --source DIR with a
+    // FIFO where a source was.
+    let served = w.join("served");
+    assert_eq!(
+        bounded(
+            &[
+                "convert",
+                s(&fixture("dirs/sharded")),
+                "-o",
+                s(&served),
+                "--key",
+                s(&key)
+            ],
+            LIMIT
+        )
+        .0,
+        0
+    );
+    let dir_receipt = served.join("decant.intoto.jsonl");
+    let fake_src = w.join("fake-src");
+    std::fs::create_dir(&fake_src).unwrap();
+    mkfifo(&fake_src.join("pytorch_model-00001-of-00003.bin"));
+    let (code, stdout, _) = bounded(
+        &[
+            "verify",
+            s(&served),
+            "--receipt",
+            s(&dir_receipt),
+            "--trusted-key",
+            s(&public),
+            "--source",
+            s(&fake_src),
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 1);
+    assert!(stdout.contains("is a FIFO, not a regular file"), "{stdout}");
+    mkfifo(&served.join("extra.safetensors"));
+    let (code, stdout, _) = bounded(
+        &[
+            "verify",
+            s(&served),
+            "--receipt",
+            s(&dir_receipt),
+            "--trusted-key",
+            s(&public),
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("extra.safetensors is a special file"),
+        "{stdout}"
+    );
+}
