@@ -249,6 +249,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 ));
             }
             // Everything that can fail before the conversion is checked first.
+            let key_file = key.clone();
             let key = key.as_deref().map(keys::load_signing_key).transpose()?;
             let sandbox = sandbox(policy)?;
             if src.is_dir() {
@@ -274,7 +275,11 @@ fn run(command: Command) -> Result<ExitCode> {
                 strict,
                 force,
             };
-            let signing = key.map(|key| Signing { key, receipt });
+            let signing = key.zip(key_file).map(|(key, key_file)| Signing {
+                key,
+                key_file,
+                receipt,
+            });
             let done = convert::convert_file(&sandbox, &opts, signing.as_ref())?;
             render::converted(&done, json);
             Ok(ExitCode::SUCCESS)

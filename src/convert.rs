@@ -144,6 +144,8 @@ impl Prepared {
 /// Where to sign a receipt for a conversion.
 pub struct Signing {
     pub key: SigningKey,
+    /// The key file, which nothing may be written over.
+    pub key_file: PathBuf,
     /// The receipt's path (file mode; a directory's receipt is always
     /// `OUT/decant.intoto.jsonl`).
     pub receipt: Option<PathBuf>,
@@ -174,6 +176,19 @@ pub fn convert_file(
             .clone()
             .unwrap_or_else(|| crate::receipt::default_path(&output))
     });
+    let mut writes: Vec<(&str, &Path)> = vec![("OUT", &output)];
+    if let Some(path) = &receipt_path {
+        writes.push(("the receipt", path));
+    }
+    let mut reads: Vec<(&str, &Path)> = vec![("SRC", &opts.source)];
+    if let Some(s) = signing {
+        reads.push(("the key", &s.key_file));
+    }
+    let policy = sandbox.policy();
+    if policy.origin != crate::policy::DEFAULT_ORIGIN {
+        reads.push(("the policy", Path::new(&policy.origin)));
+    }
+    output::refuse_aliases(&writes, &reads)?;
     if let Some(path) = &receipt_path {
         output::check_target(path, opts.force).map_err(|mut e| {
             e.hint = "pass --force to replace it, or choose another path with --receipt".into();

@@ -64,6 +64,8 @@ pub struct FilePlan {
     pub source: String,
     pub output: String,
     pub bytes: u64,
+    /// The source's (device, inode), so that no output can be it.
+    pub id: (u64, u64),
 }
 
 /// What the directory holds and what each file becomes.
@@ -149,6 +151,10 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
                 output: output_name(&name),
                 source: name,
                 bytes: meta.len(),
+                id: (
+                    std::os::unix::fs::MetadataExt::dev(&meta),
+                    std::os::unix::fs::MetadataExt::ino(&meta),
+                ),
             });
         } else {
             plan.left_alone.push(name);
@@ -449,6 +455,39 @@ pub fn convert_dir(
         .iter()
         .filter(|f| !reused.contains_key(&f.output))
         .collect();
+
+    // Nothing decant writes may be a file it reads (an output that is a
+    // hard link or symlink to a source), --force or not.
+    let sources: BTreeMap<(u64, u64), &str> = plan
+        .files
+        .iter()
+        .map(|f| (f.id, f.source.as_str()))
+        .collect();
+    let written = plan
+        .files
+        .iter()
+        .map(|f| f.output.as_str())
+        .chain([OUT_INDEX, RECEIPT]);
+    for name in written {
+        let Ok(meta) = out.metadata(name) else {
+            continue;
+        };
+        let id = (
+            cap_std::fs::MetadataExt::dev(&meta),
+            cap_std::fs::MetadataExt::ino(&meta),
+        );
+        if let Some(source) = sources.get(&id) {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "{} is the same file as the source {}",
+                    out_path.join(name).display(),
+                    opts.source.join(source).display()
+                ),
+                "choose another output directory: decant never writes over a file it reads",
+            ));
+        }
+    }
 
     // Refuse existing outputs before doing any work.
     for f in &todo {

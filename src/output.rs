@@ -180,3 +180,63 @@ impl Drop for Pending {
         }
     }
 }
+
+/// Where a path leads, for telling whether two paths are one file: its
+/// directory resolved (symlinks and `..`), its name, and the identity
+/// (device, inode) of the file it reaches, if any.
+struct Place {
+    dir: Option<PathBuf>,
+    name: Option<std::ffi::OsString>,
+    id: Option<(u64, u64)>,
+}
+
+fn place(p: &Path) -> Place {
+    use std::os::unix::fs::MetadataExt;
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Place {
+        dir: parent.canonicalize().ok(),
+        name: p.file_name().map(|n| n.to_os_string()),
+        id: std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())),
+    }
+}
+
+fn same(a: &Place, b: &Place) -> bool {
+    (a.dir.is_some() && a.dir == b.dir && a.name.is_some() && a.name == b.name)
+        || (a.id.is_some() && a.id == b.id)
+}
+
+/// Refuses, before any work and whatever `--force` says, a path decant
+/// would write that is a path it reads, or another path it writes: by name
+/// (after resolving its directory) or by identity (a hard link or symlink
+/// to the same file). Writing over the source, or the receipt over the
+/// output, would destroy what the user has.
+pub fn refuse_aliases(writes: &[(&str, &Path)], reads: &[(&str, &Path)]) -> Result<()> {
+    let writes: Vec<(&str, &Path, Place)> = writes
+        .iter()
+        .map(|(what, p)| (*what, *p, place(p)))
+        .collect();
+    let reads: Vec<(&str, &Path, Place)> = reads
+        .iter()
+        .map(|(what, p)| (*what, *p, place(p)))
+        .collect();
+    for (i, (what, path, w)) in writes.iter().enumerate() {
+        let others = reads.iter().chain(writes.iter().skip(i + 1));
+        for (other_what, other_path, o) in others {
+            if same(w, o) {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!(
+                        "{what} {} is the same file as {other_what} {}",
+                        path.display(),
+                        other_path.display()
+                    ),
+                    "choose another path: decant never writes over a file it reads or writes twice",
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -9,6 +9,9 @@ use crate::trust::statement::Sha256Hex;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// [`Policy::origin`] of the built-in policy; any other is the path given.
+pub const DEFAULT_ORIGIN: &str = "default";
+
 /// Largest policy file read (the shipped one is under 1 KB).
 pub const MAX_POLICY_BYTES: u64 = 1 << 20;
 
@@ -51,7 +54,7 @@ pub struct Policy {
 impl Policy {
     /// The built-in policy (a unit test keeps it valid).
     pub fn default_policy() -> Result<Self> {
-        Self::parse(DEFAULT_POLICY.as_bytes(), "default")
+        Self::parse(DEFAULT_POLICY.as_bytes(), DEFAULT_ORIGIN)
     }
 
     /// The built-in policy, or the file the user named.

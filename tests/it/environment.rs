@@ -191,3 +191,101 @@ fn special_files_are_refused_at_once() {
         "{stdout}"
     );
 }
+
+fn sha(p: &Path) -> String {
+    crate::common::sha256_hex(&std::fs::read(p).unwrap())
+}
+
+/// Issue 10: `-o m.ckpt --force` replaced the only copy of a checkpoint,
+/// `--receipt m.ckpt` replaced it with the receipt, and `--receipt OUT`
+/// published the output without a receipt (or, with `--force`, replaced
+/// the weights by the receipt). A path decant writes may be neither a path
+/// it reads nor another path it writes, by name, through `..`, a symlink
+/// or a hard link: refused before any work, `--force` or not.
+#[test]
+fn outputs_never_alias_inputs_or_each_other() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("m.ckpt");
+    std::fs::copy(fixture("convert/lightning.ckpt"), &src).unwrap();
+    let key = w.join("key");
+    assert_eq!(bounded(&["keygen", s(&key)], LIMIT).0, 0);
+    let (src_sha, key_sha) = (sha(&src), sha(&key));
+    std::os::unix::fs::symlink(&src, w.join("link.safetensors")).unwrap();
+    std::fs::hard_link(&src, w.join("hard.safetensors")).unwrap();
+    std::fs::create_dir(w.join("sub")).unwrap();
+    let out = w.join("o.safetensors");
+    let dotted = format!("{}/sub/../m.ckpt", w.display());
+    let (link, hard) = (w.join("link.safetensors"), w.join("hard.safetensors"));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["convert", s(&src), "-o", s(&src)],
+        vec!["convert", s(&src), "-o", &dotted],
+        vec!["convert", s(&src), "-o", s(&link)],
+        vec!["convert", s(&src), "-o", s(&hard)],
+        vec![
+            "convert",
+            s(&src),
+            "-o",
+            s(&out),
+            "--key",
+            s(&key),
+            "--receipt",
+            s(&src),
+        ],
+        vec![
+            "convert",
+            s(&src),
+            "-o",
+            s(&out),
+            "--key",
+            s(&key),
+            "--receipt",
+            s(&out),
+        ],
+        vec![
+            "convert",
+            s(&src),
+            "-o",
+            s(&out),
+            "--key",
+            s(&key),
+            "--receipt",
+            s(&key),
+        ],
+    ];
+    for case in &cases {
+        for force in [false, true] {
+            let mut args = case.clone();
+            if force {
+                args.push("--force");
+            }
+            let (code, _, stderr) = bounded(&args, LIMIT);
+            assert_eq!(code, 2, "{args:?}: {stderr}");
+            assert!(stderr.contains("is the same file as"), "{args:?}: {stderr}");
+            assert!(!out.exists(), "{args:?} wrote the output");
+            assert_eq!(sha(&src), src_sha, "{args:?} changed the source");
+            assert_eq!(sha(&key), key_sha, "{args:?} changed the key");
+        }
+    }
+
+    // A model directory whose OUT holds a hard link of a source under an
+    // output's name.
+    let dir = w.join("model");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(fixture("convert/tied.pt"), dir.join("pytorch_model.bin")).unwrap();
+    let outdir = w.join("outdir");
+    std::fs::create_dir(&outdir).unwrap();
+    std::fs::hard_link(
+        dir.join("pytorch_model.bin"),
+        outdir.join("model.safetensors"),
+    )
+    .unwrap();
+    let before = sha(&dir.join("pytorch_model.bin"));
+    let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&outdir), "--force"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is the same file as the source"),
+        "{stderr}"
+    );
+    assert_eq!(sha(&dir.join("pytorch_model.bin")), before);
+}
