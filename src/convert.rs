@@ -360,6 +360,10 @@ pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prep
     let output_sha256 = hex::encode(sink.hasher.finalize());
     let output_bytes = sink.written;
     drop(sink.file);
+    // Synced and closed now: a staged output holds no descriptor while the
+    // other files of a directory convert.
+    let mut pending = pending;
+    pending.close()?;
     Ok(Prepared {
         pending,
         converted: Converted {

@@ -412,7 +412,7 @@ pub fn convert_dir(
     let out_path = opts.output.clone().unwrap_or_else(|| opts.source.clone());
     std::fs::create_dir_all(&out_path)
         .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), &e))?;
-    let out = output::open_dir(&out_path)?;
+    let out = std::sync::Arc::new(output::open_dir(&out_path)?);
 
     // Outputs an existing receipt (verified with our key) vouches for, made
     // from the same source bytes, are kept as they are.
@@ -706,7 +706,7 @@ fn convert_one(
     sandbox: &Sandbox,
     opts: &Options,
     src: &Dir,
-    out: &Dir,
+    out: &std::sync::Arc<Dir>,
     out_path: &Path,
     f: &FilePlan,
 ) -> Result<Prepared> {

@@ -18,19 +18,26 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Prefix of decant's temp files (so a leftover from a killed run is
 /// recognisable).
 pub const TEMP_PREFIX: &str = ".decant-";
 
 /// A file being written next to its final name.
+///
+/// It holds no descriptor of its own once [`Pending::close`]d: the
+/// directory handle is shared, so a model directory with thousands of
+/// staged outputs needs as many descriptors as conversions running at
+/// once, not as files converted.
 pub struct Pending {
-    dir: Dir,
+    dir: Arc<Dir>,
     temp: String,
     target: String,
     /// For messages.
     shown: PathBuf,
-    file: File,
+    /// Open while being written; `None` once closed.
+    file: Option<File>,
     done: bool,
 }
 
@@ -95,15 +102,13 @@ impl Pending {
     /// A temp file beside `target`.
     pub fn new(target: &Path) -> Result<Self> {
         let (parent, name) = split(target)?;
-        let dir = open_dir(&parent)?;
+        let dir = Arc::new(open_dir(&parent)?);
         Self::in_dir(&dir, &name, target)
     }
 
     /// A temp file in `dir` for the file `name`; `shown` names it in messages.
-    pub fn in_dir(dir: &Dir, name: &str, shown: &Path) -> Result<Self> {
-        let dir = dir
-            .try_clone()
-            .map_err(|e| Error::io("cannot reuse a directory handle", &e))?;
+    pub fn in_dir(dir: &Arc<Dir>, name: &str, shown: &Path) -> Result<Self> {
+        let dir = Arc::clone(dir);
         for _ in 0..16 {
             let temp = format!("{TEMP_PREFIX}{}.partial", random_suffix());
             let mut opts = OpenOptions::new();
@@ -115,7 +120,7 @@ impl Pending {
                         temp,
                         target: name.to_string(),
                         shown: shown.to_path_buf(),
-                        file: f.into_std(),
+                        file: Some(f.into_std()),
                         done: false,
                     })
                 }
@@ -134,19 +139,28 @@ impl Pending {
     /// A second handle to the temp file, for writing or reading back.
     pub fn file(&self) -> Result<File> {
         self.file
+            .as_ref()
+            .ok_or_else(|| Error::internal("the temp file was already closed"))?
             .try_clone()
             .map_err(|e| Error::io("cannot reopen the temp file", &e))
+    }
+
+    /// Syncs the finished file and closes its descriptor; publishing needs
+    /// only its name.
+    pub fn close(&mut self) -> Result<()> {
+        if let Some(file) = self.file.take() {
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io("cannot set the output's permissions", &e))?;
+            file.sync_all()
+                .map_err(|e| Error::io("cannot sync the output", &e))?;
+        }
+        Ok(())
     }
 
     /// Syncs and puts the file in place; `force` allows replacing an
     /// existing file.
     pub fn publish(mut self, force: bool) -> Result<()> {
-        self.file
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io("cannot set the output's permissions", &e))?;
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("cannot sync the output", &e))?;
+        self.close()?;
         let placed = if force {
             self.dir.rename(&self.temp, &self.dir, &self.target)
         } else {

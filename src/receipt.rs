@@ -245,7 +245,7 @@ pub fn stage(path: &Path, line: &str) -> Result<Pending> {
 
 /// [`stage`] for a receipt named `name` in the directory `dir`.
 pub fn stage_in_dir(
-    dir: &cap_std::fs::Dir,
+    dir: &std::sync::Arc<cap_std::fs::Dir>,
     name: &str,
     shown: &Path,
     line: &str,
@@ -310,7 +310,7 @@ impl StagedReceipt {
     pub fn stage_in_dir(
         input: &ReceiptInput<'_>,
         key: &SigningKey,
-        dir: &cap_std::fs::Dir,
+        dir: &std::sync::Arc<cap_std::fs::Dir>,
         name: &str,
         shown: &Path,
         replace: bool,

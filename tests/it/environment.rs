@@ -289,3 +289,39 @@ fn outputs_never_alias_inputs_or_each_other() {
     );
     assert_eq!(sha(&dir.join("pytorch_model.bin")), before);
 }
+
+/// Issue 10: every staged output of a directory kept a file and a
+/// directory descriptor open until publication, so 600 checkpoints failed
+/// with "Too many open files" under `ulimit -n 1024`. Descriptors now
+/// scale with the jobs running, not the files converted: 300 checkpoints
+/// convert under `ulimit -n 64`.
+#[test]
+fn descriptors_are_bounded_by_jobs_not_files() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("many");
+    std::fs::create_dir(&dir).unwrap();
+    let tied = std::fs::read(fixture("convert/tied.pt")).unwrap();
+    for i in 0..300 {
+        std::fs::write(dir.join(format!("w{i:03}.pt")), &tied).unwrap();
+    }
+    let out = work.path().join("out");
+    let key = work.path().join("key");
+    assert_eq!(bounded(&["keygen", s(&key)], LIMIT).0, 0);
+    let script = format!(
+        "ulimit -n 64 && exec '{}' convert '{}' -o '{}' --jobs 2 --key '{}' --json",
+        env!("CARGO_BIN_EXE_decant"),
+        s(&dir),
+        s(&out),
+        s(&key)
+    );
+    let run = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // 300 outputs and the receipt, and no temp file left.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 301);
+}
