@@ -118,6 +118,10 @@ pub fn run_args(args: Vec<OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return argument_error(&e, &args),
     };
+    if let Err(e) = crate::output::clean_up_on_signals() {
+        render::error(&e, false);
+        return ExitCode::from(e.kind.exit_code());
+    }
     let json = match &cli.command {
         Command::Convert { json, .. }
         | Command::Inspect { json, .. }

@@ -24,6 +24,48 @@ use std::sync::Arc;
 /// recognisable).
 pub const TEMP_PREFIX: &str = ".decant-";
 
+/// Every temp file of this run not yet published or removed, by path, so a
+/// signal can remove them ([`clean_up_on_signals`]).
+static TEMPS: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn temps() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<PathBuf>> {
+    TEMPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove this run's temp files, say so, and
+/// exit with the conventional status (128 + the signal: 130, 143, 129).
+/// Files already published stay; SIGKILL cannot be caught and may leave
+/// `.decant-*.partial` files (SECURITY.md).
+pub fn clean_up_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::io("cannot install signal handlers", &e))?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            // Held until exit: no new temp file can be created meanwhile.
+            let temps = temps();
+            for path in temps.iter() {
+                let _ = std::fs::remove_file(path);
+            }
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            crate::render::emit_err(&format!(
+                "decant: interrupted by {name}; removed {} unpublished temp file{}\nhint: nothing half-written is left; run the command again\n",
+                temps.len(),
+                if temps.len() == 1 { "" } else { "s" }
+            ));
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
+}
+
 /// A file being written next to its final name.
 ///
 /// It holds no descriptor of its own once [`Pending::close`]d: the
@@ -109,12 +151,20 @@ impl Pending {
     /// A temp file in `dir` for the file `name`; `shown` names it in messages.
     pub fn in_dir(dir: &Arc<Dir>, name: &str, shown: &Path) -> Result<Self> {
         let dir = Arc::clone(dir);
+        let parent = match shown.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         for _ in 0..16 {
             let temp = format!("{TEMP_PREFIX}{}.partial", random_suffix());
             let mut opts = OpenOptions::new();
             opts.read(true).write(true).create_new(true).mode(0o600);
+            // Created and recorded under the lock, so a signal either finds
+            // the file recorded or stops it being created.
+            let mut temps = temps();
             match dir.open_with(&temp, &opts) {
                 Ok(f) => {
+                    temps.insert(parent.join(&temp));
                     return Ok(Pending {
                         dir,
                         temp,
@@ -122,7 +172,7 @@ impl Pending {
                         shown: shown.to_path_buf(),
                         file: Some(f.into_std()),
                         done: false,
-                    })
+                    });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => {
@@ -187,11 +237,21 @@ impl Pending {
     }
 }
 
+impl Pending {
+    fn temp_path(&self) -> PathBuf {
+        match self.shown.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join(&self.temp),
+            _ => Path::new(".").join(&self.temp),
+        }
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.dir.remove_file(&self.temp);
         }
+        temps().remove(&self.temp_path());
     }
 }
 

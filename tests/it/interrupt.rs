@@ -89,3 +89,59 @@ fn sigkill_mid_conversion_leaves_no_output_and_no_receipt() {
         );
     }
 }
+
+/// Issue 10: SIGINT, SIGTERM or SIGHUP in the middle of a conversion left
+/// `.decant-*.partial` files behind. Each now removes the run's temp files
+/// and exits 128 + the signal (130, 143, 129), with nothing at the final
+/// paths.
+#[test]
+fn sigint_sigterm_sighup_remove_the_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    let src = dir.path().join("big.pt");
+    big_checkpoint(&src, 512);
+    for (signal, name, code) in [(2, "INT", 130), (15, "TERM", 143), (1, "HUP", 129)] {
+        let out_dir = dir.path().join(format!("out-{name}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let out = out_dir.join("big.safetensors");
+        let child = Command::new(env!("CARGO_BIN_EXE_decant"))
+            .args([
+                "convert",
+                src.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--key",
+            ])
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while partial_bytes(&out_dir) < (8 << 20) {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no output was ever written"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let run = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(code), "SIG{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by SIG{name}")),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&out_dir).unwrap().count(),
+            0,
+            "SIG{name} left files behind"
+        );
+    }
+}
