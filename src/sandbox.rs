@@ -46,8 +46,10 @@ pub enum Fault {
     MemoryLimit(u64),
     /// Output from an entry point that must not write.
     UnexpectedOutput,
-    /// `finish` called twice or too large.
+    /// `finish` called twice.
     BadFinish(&'static str),
+    /// A report larger than the ABI's fixed cap.
+    ReportLimit(u32),
     /// The wall-clock deadline passed during a host call.
     Deadline,
     /// The fuel ran out paying for host I/O.
@@ -64,6 +66,7 @@ impl fmt::Display for Fault {
             Fault::MemoryLimit(n) => write!(f, "guest memory would exceed the limit of {n} bytes"),
             Fault::UnexpectedOutput => write!(f, "guest wrote output while inspecting"),
             Fault::BadFinish(why) => write!(f, "guest finish call rejected: {why}"),
+            Fault::ReportLimit(n) => write!(f, "a report of {n} bytes"),
             Fault::Deadline => write!(f, "deadline passed"),
             Fault::OutOfFuel => write!(f, "fuel exhausted"),
             Fault::Io(e) => write!(f, "writing the output failed: {e}"),
@@ -350,6 +353,13 @@ impl Sandbox {
                     format!("refused: the converter hit the sandbox memory limit ({n} bytes)"),
                     "a legitimate checkpoint rarely needs this; raise memory_bytes in a custom --policy only for a trusted file",
                 ),
+                Fault::ReportLimit(n) => limit(
+                    format!(
+                        "refused: the converter's report is {n} bytes, more than the fixed limit of {} (decant_abi::MAX_OUTCOME_BYTES; no policy raises it)",
+                        abi::MAX_OUTCOME_BYTES
+                    ),
+                    "the checkpoint has too many or too long entry names to report; it cannot be converted as one file",
+                ),
                 Fault::Deadline => self.deadline_error(),
                 Fault::OutOfFuel => self.fuel_error(fuel),
                 Fault::Io(e) => Error::new(Kind::Io, format!("writing the output failed: {e}"), "check free disk space and permissions"),
@@ -565,7 +575,7 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                 let mem = memory(&mut caller, CALL)?;
                 let (data, host) = mem.data_and_store_mut(&mut caller);
                 if len as u32 > abi::MAX_OUTCOME_BYTES {
-                    return Err(wasmtime::Error::new(Fault::BadFinish("report too large")));
+                    return Err(wasmtime::Error::new(Fault::ReportLimit(len as u32)));
                 }
                 let range = span(data.len(), ptr, len, CALL)?;
                 if host.outcome.is_some() {

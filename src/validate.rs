@@ -41,7 +41,16 @@ pub fn safetensors_file(f: &File, len: u64) -> Result<Summary> {
     f.read_exact_at(&mut n, 0)
         .map_err(|_| invalid("shorter than 8 bytes"))?;
     let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER || n.checked_add(8).is_none_or(|end| end > len) {
+    if n > MAX_HEADER {
+        return Err(Error::new(
+            Kind::Limit,
+            format!(
+                "refused: the output's header would be {n} bytes, more than the {MAX_HEADER} safetensors readers accept (a limit of the format; no policy raises it)"
+            ),
+            "the checkpoint has too many tensors or too long names for one safetensors file; split it",
+        ));
+    }
+    if n.checked_add(8).is_none_or(|end| end > len) {
         return Err(invalid(format!("header length {n} does not fit the file")));
     }
     let mut header = vec![0u8; n as usize];
@@ -127,6 +136,26 @@ impl<'de> Visitor<'de> for UniqueKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10: a header over safetensors' 100,000,000-byte cap (possible
+    /// under a generous policy) was "a bug in decant"; it is a limit.
+    #[test]
+    fn a_header_over_the_format_cap_is_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.safetensors");
+        let n: u64 = MAX_HEADER + 8;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        f.write_all_at(&n.to_le_bytes(), 0).unwrap();
+        f.set_len(8 + n).unwrap();
+        let e = safetensors_file(&f, 8 + n).unwrap_err();
+        assert_eq!(e.kind, Kind::Limit, "{e:?}");
+        assert!(e.message.contains("100000000"), "{}", e.message);
+    }
 
     fn block(json: &str) -> Vec<u8> {
         let mut h = json.as_bytes().to_vec();

@@ -324,3 +324,21 @@ fn guest_that_finishes_without_writing_publishes_nothing() {
         err.message
     );
 }
+
+/// Issue 10: a guest report over the ABI's 16 MiB cap was reported as "a
+/// bug in decant" (exit 2). It is a limit (exit 1), named as one.
+#[test]
+fn a_report_over_the_abi_cap_is_a_limit() {
+    let err = convert_err(
+        &guest(&format!(
+            r#"(func $convert_impl (result i32)
+                 (drop (call $finish (i32.const 0) (i32.const {len})))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#,
+            len = decant_abi::MAX_OUTCOME_BYTES + 1
+        )),
+        Policy::default_policy().unwrap(),
+    );
+    assert_eq!(err.kind, Kind::Limit, "{err:?}");
+    assert!(err.message.contains("MAX_OUTCOME_BYTES"), "{}", err.message);
+}
