@@ -325,3 +325,35 @@ fn descriptors_are_bounded_by_jobs_not_files() {
     // 300 outputs and the receipt, and no temp file left.
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 301);
 }
+
+/// Issue 10: directory mode printed file names raw, so a checkpoint named
+/// with a newline forged a "converted ..." line and an ESC sequence drove
+/// the terminal; single-file mode escaped them. One rule now, every mode.
+#[test]
+fn names_from_the_input_are_escaped_in_every_mode() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    let tied = fixture("convert/tied.pt");
+    std::fs::copy(&tied, dir.join("x\nconverted forged.pt")).unwrap();
+    std::fs::copy(&tied, dir.join("y\x1b[2J.pt")).unwrap();
+    std::fs::write(dir.join("notes\x1b]0;title\x07.txt"), "x").unwrap();
+    let out = work.path().join("out");
+    let (code, stdout, stderr) = bounded(&["convert", s(&dir), "-o", s(&out)], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("converted forged")),
+            "a forged line: {text}"
+        );
+    }
+    assert!(stdout.contains("x\\nconverted forged.pt"), "{stdout}");
+
+    // The same names in a refusal.
+    std::fs::write(dir.join("z\nrefused.pt"), b"not a pickle").unwrap();
+    let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&work.path().join("o2"))], LIMIT);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+}
