@@ -237,6 +237,75 @@ impl Pending {
     }
 }
 
+/// Publishes files as one: every file in place, or, if one fails, every
+/// file published before it taken back and every file it replaced put back
+/// (`--force` replaces a file only once a backup link to it exists). Each
+/// item says whether it may replace an existing file.
+pub fn publish_together(items: Vec<(Pending, bool)>) -> Result<()> {
+    struct Done {
+        dir: Arc<Dir>,
+        target: String,
+        backup: Option<String>,
+    }
+    let undo = |done: Vec<Done>| {
+        for d in done.into_iter().rev() {
+            match &d.backup {
+                Some(b) => {
+                    let _ = d.dir.rename(b, &d.dir, &d.target);
+                }
+                None => {
+                    let _ = d.dir.remove_file(&d.target);
+                }
+            }
+        }
+    };
+    let mut done: Vec<Done> = Vec::new();
+    for (pending, replace) in items {
+        let dir = Arc::clone(&pending.dir);
+        let target = pending.target.clone();
+        let backup = if replace && dir.symlink_metadata(&target).is_ok() {
+            let name = format!("{TEMP_PREFIX}{}.backup", random_suffix());
+            if let Err(e) = dir.hard_link(&target, &dir, &name) {
+                let shown = pending.shown.clone();
+                drop(pending);
+                undo(done);
+                return Err(Error::io(
+                    format!(
+                        "cannot keep {} while replacing it, so nothing was published",
+                        shown.display()
+                    ),
+                    &e,
+                ));
+            }
+            Some(name)
+        } else {
+            None
+        };
+        if let Err(e) = pending.publish(replace) {
+            if let Some(b) = &backup {
+                let _ = dir.remove_file(b);
+            }
+            undo(done);
+            return Err(Error::new(
+                e.kind,
+                format!("{}; nothing was published", e.message),
+                e.hint,
+            ));
+        }
+        done.push(Done {
+            dir,
+            target,
+            backup,
+        });
+    }
+    for d in done {
+        if let Some(b) = d.backup {
+            let _ = d.dir.remove_file(&b);
+        }
+    }
+    Ok(())
+}
+
 impl Pending {
     fn temp_path(&self) -> PathBuf {
         match self.shown.parent() {

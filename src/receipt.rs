@@ -333,16 +333,26 @@ pub fn publish_all(
     force: bool,
     receipt: Option<StagedReceipt>,
 ) -> Result<Option<PathBuf>> {
-    for output in outputs {
-        output.publish(force)?;
-    }
-    match receipt {
+    let mut items: Vec<(Pending, bool)> = outputs.into_iter().map(|p| (p, force)).collect();
+    let path = match receipt {
         Some(r) => {
-            publish(r.pending, r.replace)?;
-            Ok(Some(r.path))
+            items.push((r.pending, r.replace));
+            Some(r.path)
         }
-        None => Ok(None),
-    }
+        None => None,
+    };
+    crate::output::publish_together(items).map_err(|mut e| {
+        if e.kind == Kind::Usage
+            && path
+                .as_ref()
+                .is_some_and(|p| e.message.contains(&*p.to_string_lossy()))
+        {
+            // output.rs's hint names -o, which chooses OUT, not the receipt.
+            e.hint = "pass --force to replace it, or choose another path with --receipt".into();
+        }
+        e
+    })?;
+    Ok(path)
 }
 
 /// Writes a receipt line atomically: temp file in the same directory,

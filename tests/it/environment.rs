@@ -352,8 +352,54 @@ fn names_from_the_input_are_escaped_in_every_mode() {
 
     // The same names in a refusal.
     std::fs::write(dir.join("z\nrefused.pt"), b"not a pickle").unwrap();
-    let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&work.path().join("o2"))], LIMIT);
+    let (code, _, stderr) = bounded(
+        &["convert", s(&dir), "-o", s(&work.path().join("o2"))],
+        LIMIT,
+    );
     assert_eq!(code, 1);
     assert_eq!(stderr.lines().count(), 2, "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
+}
+
+/// Issue 10: `--force` into a directory that already held some outputs
+/// published part of the result when a later file failed. Publication is
+/// now one step: if any file cannot be put in place, every file already
+/// published is taken back and every file it replaced is back as it was.
+#[test]
+fn directory_publication_is_all_or_nothing_with_force() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let old = out.join("model-00001-of-00003.safetensors");
+    std::fs::write(&old, b"what the user had").unwrap();
+    // A directory where the last shard goes: renaming a file over it fails
+    // after the first two shards were published.
+    std::fs::create_dir(out.join("model-00003-of-00003.safetensors")).unwrap();
+    std::fs::write(out.join("model-00003-of-00003.safetensors/keep"), b"x").unwrap();
+    let (code, _, stderr) = bounded(
+        &[
+            "convert",
+            s(&fixture("dirs/sharded")),
+            "-o",
+            s(&out),
+            "--force",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert_eq!(std::fs::read(&old).unwrap(), b"what the user had");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "model-00001-of-00003.safetensors",
+            "model-00003-of-00003.safetensors"
+        ],
+        "published files were not taken back, or temp files were left"
+    );
 }
