@@ -41,6 +41,9 @@ pub fn safetensors_file(f: &File, len: u64) -> Result<Summary> {
     f.read_exact_at(&mut n, 0)
         .map_err(|_| invalid("shorter than 8 bytes"))?;
     let n = u64::from_le_bytes(n);
+    if n.checked_add(8).is_none_or(|end| end > len) {
+        return Err(invalid(format!("header length {n} does not fit the file")));
+    }
     if n > MAX_HEADER {
         return Err(Error::new(
             Kind::Limit,
@@ -49,9 +52,6 @@ pub fn safetensors_file(f: &File, len: u64) -> Result<Summary> {
             ),
             "the checkpoint has too many tensors or too long names for one safetensors file; split it",
         ));
-    }
-    if n.checked_add(8).is_none_or(|end| end > len) {
-        return Err(invalid(format!("header length {n} does not fit the file")));
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact_at(&mut header, 8)
