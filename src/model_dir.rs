@@ -27,7 +27,6 @@ use crate::trust::statement::{ReceiptReport, Sha256Hex};
 use crate::trust::verify::{self, Trust};
 use cap_std::fs::Dir;
 use ed25519_dalek::SigningKey;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,7 +72,7 @@ pub struct FilePlan {
 pub struct Plan {
     pub files: Vec<FilePlan>,
     /// The parsed `pytorch_model.bin.index.json`, if present.
-    pub index: Option<Value>,
+    pub index: Option<SourceIndex>,
     /// Files (and `name/` subdirectories) that are not checkpoints.
     pub left_alone: Vec<String>,
 }
@@ -174,7 +173,7 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
         }
     }
     if let Some(index) = &plan.index {
-        for shard in index_shards(index, shown)? {
+        for shard in index_shards(index)? {
             if !plan.files.iter().any(|f| f.source == shard) {
                 let exists = dir.symlink_metadata(&shard).is_ok();
                 return Err(refused(
@@ -221,80 +220,80 @@ fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<std::fs::File> {
     })?
 }
 
-fn read_index(dir: &Dir, shown: &Path) -> Result<Value> {
+/// The part of `pytorch_model.bin.index.json` decant reads. Everything
+/// else in it (other keys, `metadata`) is skipped unread, so parsing costs
+/// memory in proportion to the tensor names kept, and is not carried over:
+/// the new index holds `weight_map` (renamed) and `metadata.total_size`
+/// (recomputed), which is what loaders read.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct SourceIndex {
+    /// Tensor name -> shard file name.
+    pub weight_map: BTreeMap<String, String>,
+}
+
+fn read_index(dir: &Dir, shown: &Path) -> Result<SourceIndex> {
+    let at = shown.join(INDEX);
     let bad = |why: String| {
         refused(
-            format!("{}: {why}", shown.join(INDEX).display()),
+            format!("{}: {why}", at.display()),
             "the sharded checkpoint's index is damaged or was altered",
         )
     };
-    let mut file = open_checked(dir, INDEX, shown)?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(&mut file, MAX_INDEX_BYTES + 1),
-        &mut bytes,
-    )
-    .map_err(|e| Error::io(format!("cannot read {}", shown.join(INDEX).display()), &e))?;
-    if bytes.len() as u64 > MAX_INDEX_BYTES {
-        return Err(bad(format!("larger than {MAX_INDEX_BYTES} bytes")));
-    }
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
-    index_shards(&v, shown)?;
-    Ok(v)
+    let file = open_checked(dir, INDEX, shown)?;
+    let bytes =
+        crate::open::read_bounded(file, MAX_INDEX_BYTES, &at, "a sharded checkpoint's index")
+            .map_err(|e| {
+                if e.kind == Kind::Limit {
+                    bad(format!("larger than {MAX_INDEX_BYTES} bytes"))
+                } else {
+                    e
+                }
+            })?;
+    let index: SourceIndex = serde_json::from_slice(&bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            bad(format!("not JSON ({e})"))
+        } else {
+            bad(format!("not a sharded-checkpoint index ({e})"))
+        }
+    })?;
+    drop(bytes);
+    index_shards(&index)?;
+    Ok(index)
 }
 
 /// The shard files an index names, each checked to be a plain name.
-fn index_shards(index: &Value, shown: &Path) -> Result<BTreeSet<String>> {
-    let bad = |why: String| {
-        refused(
-            format!("{}: {why}", shown.join(INDEX).display()),
-            "the sharded checkpoint's index is damaged or was altered",
-        )
-    };
-    let map = index
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("weight_map is not an object".into()))?;
+fn index_shards(index: &SourceIndex) -> Result<BTreeSet<&str>> {
     let mut shards = BTreeSet::new();
-    for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| bad(format!("weight_map[{tensor:?}] is not a file name")))?;
+    for (tensor, file) in &index.weight_map {
         if !plain_name(file) {
             return Err(refused(
                 format!(
-                    "the index maps {tensor} to {}, which is not a file directly in the model directory",
+                    "the index maps {} to {}, which is not a file directly in the model directory",
+                    crate::error::one_line(tensor),
                     crate::error::one_line(file)
                 ),
                 "an index may only name shards beside it; this one tries to reach other files",
             ));
         }
-        shards.insert(file.to_string());
+        shards.insert(file.as_str());
     }
     Ok(shards)
 }
 
-/// The new index: weight_map values renamed, `metadata.total_size` the
-/// tensor bytes now stored, everything else as it was; formatted like
-/// Python's `json.dumps(indent=2, sort_keys=True)`.
-fn new_index(index: &Value, total_size: u64) -> Vec<u8> {
-    let mut v = index.clone();
-    if let Some(map) = v.get_mut("weight_map").and_then(Value::as_object_mut) {
-        for file in map.values_mut() {
-            if let Some(name) = file.as_str() {
-                *file = Value::String(output_name(name));
-            }
-        }
-    }
-    if let Some(obj) = v.as_object_mut() {
-        let metadata = obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(m) = metadata.as_object_mut() {
-            m.insert("total_size".into(), total_size.into());
-        }
-    }
-    // Serialising a Value cannot fail (its keys are strings).
+/// The new index: `weight_map` renamed and `metadata.total_size` the tensor
+/// bytes now stored, nothing else; formatted like Python's
+/// `json.dumps(indent=2, sort_keys=True)`.
+fn new_index(index: &SourceIndex, total_size: u64) -> Vec<u8> {
+    let weight_map: BTreeMap<&str, String> = index
+        .weight_map
+        .iter()
+        .map(|(tensor, file)| (tensor.as_str(), output_name(file)))
+        .collect();
+    let v = serde_json::json!({
+        "metadata": {"total_size": total_size},
+        "weight_map": weight_map,
+    });
+    // Serialising strings and a number cannot fail.
     let mut bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
     bytes.push(b'\n');
     bytes
@@ -747,15 +746,27 @@ mod tests {
         assert!(plain_name("pytorch_model-00001-of-00003.bin"));
     }
 
+    /// Issue 10: the rewritten index carries `weight_map` (renamed) and
+    /// `metadata.total_size` (recomputed), nothing else, and whatever else
+    /// the source index holds is skipped unread.
     #[test]
     fn index_is_renamed_and_total_size_recomputed() {
-        let index: Value = serde_json::json!({
+        let source = serde_json::json!({
             "metadata": {"total_size": 999, "format": "pt"},
-            "weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}
+            "weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"},
+            "junk": [[[1, 2, 3]], {"x": "y".repeat(1000)}]
         });
-        let out: Value = serde_json::from_slice(&new_index(&index, 42)).unwrap();
-        assert_eq!(out["metadata"]["total_size"], 42);
-        assert_eq!(out["metadata"]["format"], "pt");
-        assert_eq!(out["weight_map"]["b"], "model-00002-of-00002.safetensors");
+        let index: SourceIndex = serde_json::from_value(source).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&new_index(&index, 42)).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "metadata": {"total_size": 42},
+                "weight_map": {
+                    "a": "model-00001-of-00002.safetensors",
+                    "b": "model-00002-of-00002.safetensors"
+                }
+            })
+        );
     }
 }

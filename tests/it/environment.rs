@@ -403,3 +403,96 @@ fn directory_publication_is_all_or_nothing_with_force() {
         "published files were not taken back, or temp files were left"
     );
 }
+
+/// Runs decant under python3 and returns (exit code, peak resident KiB).
+fn peak_rss(args: &[&str]) -> (i32, u64) {
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)\n\
+                  print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_decant"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<i64>().unwrap());
+    (it.next().unwrap() as i32, it.next().unwrap() as u64)
+}
+
+/// Issue 10: host-side reads are bounded before reading and parsing costs
+/// memory in proportion to what is kept. A 60 MB index whose bulk is a key
+/// decant does not use cost gigabytes as a JSON tree; a 3 GiB (sparse)
+/// receipt in the output directory was read whole on a rerun. Peak
+/// resident size is measured.
+#[test]
+fn host_reads_are_bounded_in_memory() {
+    const CEILING_KIB: u64 = 400 << 10;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("dirs/sharded")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let index_path = dir.join("pytorch_model.bin.index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["junk"] = serde_json::Value::Array(vec![serde_json::Value::from(0); 30_000_000]);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    drop(index);
+    let out = work.path().join("out");
+    let key = work.path().join("key");
+    assert_eq!(bounded(&["keygen", s(&key)], LIMIT).0, 0);
+    let (code, kib) = peak_rss(&["convert", s(&dir), "-o", s(&out), "--key", s(&key)]);
+    assert_eq!(code, 0);
+    assert!(
+        kib < CEILING_KIB,
+        "converting with a 60 MB index peaked at {kib} KiB"
+    );
+    let written = std::fs::read(out.join("model.safetensors.index.json")).unwrap();
+    assert!(
+        written.len() < 4096,
+        "the rewritten index carried the junk over"
+    );
+
+    // A 3 GiB sparse receipt where the rerun looks for its own.
+    let receipt = out.join("decant.intoto.jsonl");
+    std::fs::remove_file(&receipt).unwrap();
+    std::fs::File::create(&receipt)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let (code, kib) = peak_rss(&[
+        "convert",
+        s(&dir),
+        "-o",
+        s(&out),
+        "--key",
+        s(&key),
+        "--force",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        kib < CEILING_KIB,
+        "a rerun over a 3 GiB receipt peaked at {kib} KiB"
+    );
+    std::fs::File::create(work.path().join("huge.jsonl"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let (code, kib) = peak_rss(&[
+        "verify",
+        s(&out),
+        "--receipt",
+        s(&work.path().join("huge.jsonl")),
+        "--trusted-key",
+        s(&work.path().join("key.pub")),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        kib < CEILING_KIB,
+        "verify of a 3 GiB receipt peaked at {kib} KiB"
+    );
+}
