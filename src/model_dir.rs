@@ -175,7 +175,7 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
     if let Some(index) = &plan.index {
         for shard in index_shards(index)? {
             if !plan.files.iter().any(|f| f.source == shard) {
-                let exists = dir.symlink_metadata(&shard).is_ok();
+                let exists = dir.symlink_metadata(shard).is_ok();
                 return Err(refused(
                     if exists {
                         format!("the index names {shard}, which is not a checkpoint file")
