@@ -75,6 +75,32 @@ pub struct Plan {
     pub index: Option<SourceIndex>,
     /// Files (and `name/` subdirectories) that are not checkpoints.
     pub left_alone: Vec<String>,
+    /// Pickles training tools write that are not weights: not converted.
+    pub excluded: Vec<Excluded>,
+}
+
+/// A checkpoint-looking file that is not weights, and why it is skipped.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Excluded {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// Pickles that training tools (Hugging Face Trainer, PyTorch Lightning)
+/// write next to the weights and no loader needs: converting them would
+/// fail (they pickle arbitrary classes) and copying them would serve a
+/// pickle. They are excluded and listed; `--strict` refuses instead.
+pub fn training_leftover(name: &str) -> Option<&'static str> {
+    match name {
+        "training_args.bin" => Some("Trainer's pickled TrainingArguments, not weights"),
+        "optimizer.pt" | "optimizer.bin" => Some("optimizer state, not weights"),
+        "scheduler.pt" => Some("learning-rate scheduler state, not weights"),
+        "scaler.pt" => Some("mixed-precision grad scaler state, not weights"),
+        _ if name.starts_with("rng_state") && name.ends_with(".pth") => {
+            Some("random number generator state, not weights")
+        }
+        _ => None,
+    }
 }
 
 /// Progress events for the command line.
@@ -96,6 +122,8 @@ pub struct DirConverted {
     pub reused: Vec<String>,
     pub index: Option<String>,
     pub left_alone: Vec<String>,
+    /// Training state not converted, with why.
+    pub excluded: Vec<Excluded>,
     #[serde(serialize_with = "crate::render::lossy_opt_path")]
     pub receipt: Option<PathBuf>,
 }
@@ -136,6 +164,8 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
     for (name, is_dir) in names {
         if is_dir {
             plan.left_alone.push(format!("{name}/"));
+        } else if let Some(reason) = training_leftover(&name) {
+            plan.excluded.push(Excluded { name, reason });
         } else if name == INDEX {
             plan.index = Some(read_index(dir, shown)?);
         } else if is_checkpoint(&name) {
@@ -408,6 +438,20 @@ pub fn convert_dir(
     let started = SystemTime::now();
     let src = output::open_dir(&opts.source)?;
     let plan = plan(&src, &opts.source)?;
+    if let (true, Some(first)) = (opts.strict, plan.excluded.first()) {
+        return Err(Error::new(
+            Kind::Refused,
+            format!(
+                "refused (--strict): {} is not weights ({}); {} such file{} in {}",
+                opts.source.join(&first.name).display(),
+                first.reason,
+                plan.excluded.len(),
+                if plan.excluded.len() == 1 { "" } else { "s" },
+                opts.source.display()
+            ),
+            "remove the training state from the directory, or run without --strict to exclude it",
+        ));
+    }
     let out_path = opts.output.clone().unwrap_or_else(|| opts.source.clone());
     std::fs::create_dir_all(&out_path)
         .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), &e))?;
@@ -655,9 +699,20 @@ pub fn convert_dir(
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| ".".into());
+            let mut excluded = Vec::new();
+            for e in &plan.excluded {
+                let sha = file_sha256(&src, &e.name, &opts.source)?.ok_or_else(|| {
+                    Error::io(
+                        format!("cannot read {}", opts.source.join(&e.name).display()),
+                        &std::io::Error::from(std::io::ErrorKind::NotFound),
+                    )
+                })?;
+                excluded.push((e.name.clone(), sha, e.reason.to_string()));
+            }
             let input = receipt::ReceiptInput {
                 subjects: subjects.clone(),
                 sources,
+                excluded,
                 source_param: dir_name,
                 converter_sha256: guest::sha256(),
                 policy: sandbox.policy(),
@@ -697,6 +752,7 @@ pub fn convert_dir(
         reused: reused.into_keys().collect(),
         index: plan.index.as_ref().map(|_| OUT_INDEX.to_string()),
         left_alone: plan.left_alone,
+        excluded: plan.excluded,
         receipt: receipt_path,
     })
 }

@@ -48,6 +48,9 @@ pub struct ReceiptInput<'a> {
     /// (names relative to the directory: they say what a file was, not
     /// where it was).
     pub sources: Vec<SourceFile>,
+    /// Files of a model directory deliberately not converted: (name,
+    /// sha256, reason).
+    pub excluded: Vec<(String, Sha256Hex, String)>,
     /// `externalParameters.source`: the source file's name, or the model
     /// directory's.
     pub source_param: String,
@@ -101,6 +104,18 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
             annotations: DependencyRole::Source { size: s.bytes },
         })
         .collect();
+    dependencies.extend(
+        input
+            .excluded
+            .iter()
+            .map(|(name, sha256, reason)| Dependency {
+                name: name.clone(),
+                digest: digest(sha256),
+                annotations: DependencyRole::Excluded {
+                    reason: reason.clone(),
+                },
+            }),
+    );
     dependencies.push(Dependency {
         name: CONVERTER_NAME.into(),
         digest: digest(&input.converter_sha256),
@@ -420,6 +435,7 @@ pub(crate) mod tests {
                 sha256: sha(source_sha256),
                 bytes: 4096,
             }],
+            excluded: vec![],
             source_param: "pytorch_model.bin".into(),
             converter_sha256: sha(converter_sha256),
             policy,

@@ -188,6 +188,18 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
             );
         }
     }
+    if !d.excluded.is_empty() {
+        let listed: Vec<String> = d
+            .excluded
+            .iter()
+            .map(|e| format!("{} ({})", e.name, e.reason))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  excluded (training state, not converted, not copied): {}",
+            one_line(&listed.join(", "))
+        );
+    }
     if !d.left_alone.is_empty() {
         let _ = writeln!(
             out,

@@ -175,6 +175,9 @@ pub enum DependencyRole {
     Source { size: u64 },
     /// The guest wasm that converted.
     Converter,
+    /// A file of the model directory that was deliberately not converted
+    /// (training state such as `training_args.bin`), and why.
+    Excluded { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,7 +449,7 @@ impl Statement {
             .iter()
             .filter_map(|d| match d.annotations {
                 DependencyRole::Source { size } => Some((d, size)),
-                DependencyRole::Converter => None,
+                DependencyRole::Converter | DependencyRole::Excluded { .. } => None,
             })
     }
 

@@ -424,3 +424,105 @@ fn directory_verification_fails_on_changed_extra_or_missing_files() {
 }
 
 // receipt_option_is_refused_for_directories: pinned in tests/it/cli.rs.
+
+/// Issue 11: a repository with Trainer's `training_args.bin` (a pickled
+/// TrainingArguments, not weights) failed as a whole. Training state is
+/// excluded, listed with its reason in the summary and the receipt, and
+/// not copied; `--strict` refuses instead; any other failing checkpoint
+/// still fails the run.
+#[test]
+fn training_state_is_excluded_and_listed() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let src = work.path().join("repo");
+    fs::create_dir(&src).unwrap();
+    for entry in fs::read_dir(fixture("dirs/sharded")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), src.join(entry.file_name())).unwrap();
+    }
+    // Pickles of classes decant would refuse: they must not be converted.
+    for name in ["training_args.bin", "optimizer.pt", "rng_state_0.pth"] {
+        fs::copy(fixture("refuse/unknown_global.pt"), src.join(name)).unwrap();
+    }
+    let out = work.path().join("out");
+    let run = convert_signed(&src, &out, &key, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let excluded: Vec<&str> = v["directory"]["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        excluded,
+        ["optimizer.pt", "rng_state_0.pth", "training_args.bin"]
+    );
+    assert!(v["directory"]["excluded"][2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("TrainingArguments"));
+    for name in excluded {
+        assert!(!out.join(name).exists(), "{name} was copied");
+    }
+    // The receipt lists them as excluded, with digests, and verifies.
+    let receipt = fs::read_to_string(out.join("decant.intoto.jsonl")).unwrap();
+    let env: serde_json::Value = serde_json::from_str(receipt.trim()).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        env["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let excluded_deps: Vec<&serde_json::Value> = statement["predicate"]["buildDefinition"]
+        ["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["annotations"]["role"] == "excluded")
+        .collect();
+    assert_eq!(excluded_deps.len(), 3);
+    assert!(excluded_deps.iter().all(|d| d["annotations"]["reason"]
+        .as_str()
+        .unwrap()
+        .ends_with("not weights")));
+    assert_eq!(verify_dir(&out, &public, &[]).0, 0);
+
+    // Text summary names them.
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        work.path().join("text").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("excluded (training state, not converted, not copied): optimizer.pt"),
+        "{}",
+        run.stdout
+    );
+
+    // --strict refuses instead.
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        work.path().join("strict").to_str().unwrap(),
+        "--strict",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("is not weights"), "{}", run.stderr);
+    run.assert_error_shape();
+
+    // Any other failing checkpoint still fails the whole run.
+    fs::copy(fixture("refuse/unknown_global.pt"), src.join("extra.bin")).unwrap();
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        work.path().join("fails").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+}
