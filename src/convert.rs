@@ -233,6 +233,7 @@ fn receipt_input<'a>(c: &Converted, policy: &'a Policy, strict: bool) -> Receipt
             sha256: Sha256Hex::from_computed(c.source_sha256.clone()),
             bytes: c.source_bytes,
         }],
+        copied: vec![],
         excluded: vec![],
         source_param: name(&c.source),
         converter_sha256: crate::guest::sha256(),

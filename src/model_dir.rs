@@ -73,7 +73,12 @@ pub struct Plan {
     pub files: Vec<FilePlan>,
     /// The parsed `pytorch_model.bin.index.json`, if present.
     pub index: Option<SourceIndex>,
-    /// Files (and `name/` subdirectories) that are not checkpoints.
+    /// Other files (configs, tokenizer files, README, licence, code):
+    /// copied unchanged into OUT and vouched for as copied.
+    pub copied: Vec<String>,
+    /// Subdirectories (`name/`), and files a conversion writes in their
+    /// place (an existing `model.safetensors` beside `pytorch_model.bin`,
+    /// an earlier receipt, decant's temp files): not copied.
     pub left_alone: Vec<String>,
     /// Pickles training tools write that are not weights: not converted.
     pub excluded: Vec<Excluded>,
@@ -122,6 +127,11 @@ pub struct DirConverted {
     pub reused: Vec<String>,
     pub index: Option<String>,
     pub left_alone: Vec<String>,
+    /// Files copied unchanged (or already there, identical).
+    pub copied: Vec<String>,
+    /// Copied files a loader may run: `.py` files, and configs with an
+    /// `auto_map` (which `trust_remote_code=True` follows).
+    pub code: Vec<String>,
     /// Training state not converted, with why.
     pub excluded: Vec<Excluded>,
     #[serde(serialize_with = "crate::render::lossy_opt_path")]
@@ -186,12 +196,23 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
                 ),
             });
         } else {
-            plan.left_alone.push(name);
+            plan.copied.push(name);
         }
     }
-    if plan.index.is_some() {
-        plan.left_alone.retain(|n| n != OUT_INDEX);
-    }
+    // What a conversion writes is not copied over: the outputs, the new
+    // index, the receipt, and decant's own temp files.
+    let written: BTreeSet<String> = plan
+        .files
+        .iter()
+        .map(|f| f.output.clone())
+        .chain([OUT_INDEX.to_string(), RECEIPT.to_string()])
+        .collect();
+    let (copied, not): (Vec<String>, Vec<String>) = std::mem::take(&mut plan.copied)
+        .into_iter()
+        .partition(|n| !written.contains(n) && !n.starts_with(crate::output::TEMP_PREFIX));
+    plan.copied = copied;
+    plan.left_alone.extend(not);
+    plan.left_alone.sort();
     // Two sources must not become one output.
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for f in &plan.files {
@@ -327,6 +348,39 @@ fn new_index(index: &SourceIndex, total_size: u64) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
     bytes.push(b'\n');
     bytes
+}
+
+/// Writes through to `inner`, hashing what was written.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether a copied config has an `auto_map`, which makes
+/// `from_pretrained(..., trust_remote_code=True)` import repository code.
+fn has_auto_map(dir: &Dir, name: &str, shown: &Path) -> bool {
+    let Ok(file) = open_checked(dir, name, shown) else {
+        return false;
+    };
+    let Ok(bytes) = crate::open::read_bounded(file, 16 << 20, &shown.join(name), "a config") else {
+        return false;
+    };
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        auto_map: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(&bytes).is_ok_and(|p| p.auto_map.is_some())
 }
 
 /// An output kept from an earlier run, with what its receipt said.
@@ -540,6 +594,46 @@ pub fn convert_dir(
         output::check_in_dir(&out, RECEIPT, &out_path.join(RECEIPT), opts.force)?;
     }
 
+    // Files copied unchanged: hashed now, and a different file already at
+    // the target needs --force. Converting in place copies nothing (the
+    // files are already there) but vouches for them all the same.
+    let same_dir = match (src.dir_metadata(), out.dir_metadata()) {
+        (Ok(a), Ok(b)) => {
+            use cap_std::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        _ => false,
+    };
+    let mut copies: Vec<(String, Sha256Hex, bool)> = Vec::new();
+    let mut code = Vec::new();
+    for name in &plan.copied {
+        let sha = file_sha256(&src, name, &opts.source)?.ok_or_else(|| {
+            Error::io(
+                format!("cannot read {}", opts.source.join(name).display()),
+                &std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        let write = !same_dir
+            && match file_sha256(&out, name, &out_path) {
+                Ok(Some(existing)) if existing == sha => false,
+                Ok(None) => true,
+                _ => {
+                    output::check_in_dir(&out, name, &out_path.join(name), opts.force)?;
+                    true
+                }
+            };
+        if name.ends_with(".py") {
+            code.push(name.clone());
+        } else if matches!(name.as_str(), "config.json" | "tokenizer_config.json")
+            && has_auto_map(&src, name, &opts.source)
+        {
+            code.push(format!(
+                "{name} (auto_map: trust_remote_code runs repository code)"
+            ));
+        }
+        copies.push((name.clone(), sha, write));
+    }
+
     on_event(Event::Started {
         files: plan.files.len(),
         bytes: plan.files.iter().map(|f| f.bytes).sum(),
@@ -651,6 +745,42 @@ pub fn convert_dir(
     }
     subjects.sort();
 
+    // The copies, staged like every output and checked against the digest
+    // taken above, so the receipt vouches for the bytes that were copied.
+    let mut copy_pending = Vec::new();
+    for (name, sha, write) in &copies {
+        if !*write {
+            continue;
+        }
+        let shown = out_path.join(name);
+        let mut pending = Pending::in_dir(&out, name, &shown)?;
+        let mut from = open_checked(&src, name, &opts.source)?;
+        let io = |e: std::io::Error| Error::io(format!("cannot copy to {}", shown.display()), &e);
+        // Hashed as it is copied: the digest is of the bytes written.
+        let mut to = HashingWriter {
+            inner: pending.file()?,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+        };
+        std::io::copy(&mut from, &mut to).map_err(io)?;
+        let copied = hex::encode(sha2::Digest::finalize(to.hasher));
+        if copied != sha.as_str() {
+            return Err(Error::new(
+                Kind::Io,
+                format!(
+                    "{} changed while it was being copied",
+                    opts.source.join(name).display()
+                ),
+                "convert a directory nothing else is writing",
+            ));
+        }
+        pending.close()?;
+        copy_pending.push(pending);
+    }
+    let copied_subjects: Vec<(String, Sha256Hex)> = copies
+        .iter()
+        .map(|(name, sha, _)| (name.clone(), sha.clone()))
+        .collect();
+
     // The receipt, staged before anything is published.
     let receipt_pending = match &opts.key {
         Some(key) => {
@@ -711,6 +841,7 @@ pub fn convert_dir(
             }
             let input = receipt::ReceiptInput {
                 subjects: subjects.clone(),
+                copied: copied_subjects.clone(),
                 sources,
                 excluded,
                 source_param: dir_name,
@@ -743,6 +874,7 @@ pub fn convert_dir(
         converted.push(c);
     }
     pending.extend(index_pending);
+    pending.extend(copy_pending);
     let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending)?;
     converted.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(DirConverted {
@@ -752,6 +884,8 @@ pub fn convert_dir(
         reused: reused.into_keys().collect(),
         index: plan.index.as_ref().map(|_| OUT_INDEX.to_string()),
         left_alone: plan.left_alone,
+        copied: plan.copied.clone(),
+        code,
         excluded: plan.excluded,
         receipt: receipt_path,
     })

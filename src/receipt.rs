@@ -17,8 +17,8 @@ use crate::trust::dsse::{self, Envelope, MAX_RECEIPT_BYTES};
 use crate::trust::statement::{
     sorted_json, BuildDefinition, BuildMetadata, Builder, BuilderVersion, Byproduct, Dependency,
     DependencyRole, DigestSet, ExternalParameters, InternalParameters, Provenance, ReceiptReport,
-    RunDetails, SandboxParameters, Sha256Hex, Statement, Subject, BUILDER_ID, BUILD_TYPE,
-    PREDICATE_TYPE, STATEMENT_TYPE,
+    RunDetails, SandboxParameters, Sha256Hex, Statement, Subject, SubjectRole, BUILDER_ID,
+    BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
 };
 use ed25519_dalek::SigningKey;
 use std::io::Write;
@@ -48,6 +48,8 @@ pub struct ReceiptInput<'a> {
     /// (names relative to the directory: they say what a file was, not
     /// where it was).
     pub sources: Vec<SourceFile>,
+    /// Files of a model directory copied unchanged: (name, sha256).
+    pub copied: Vec<(String, Sha256Hex)>,
     /// Files of a model directory deliberately not converted: (name,
     /// sha256, reason).
     pub excluded: Vec<(String, Sha256Hex, String)>,
@@ -129,7 +131,13 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
             .map(|(name, sha256)| Subject {
                 name: name.clone(),
                 digest: digest(sha256),
+                annotations: None,
             })
+            .chain(input.copied.iter().map(|(name, sha256)| Subject {
+                name: name.clone(),
+                digest: digest(sha256),
+                annotations: Some(SubjectRole::Copied),
+            }))
             .collect(),
         predicate_type: PREDICATE_TYPE.into(),
         predicate: Provenance {
@@ -435,6 +443,8 @@ pub(crate) mod tests {
                 sha256: sha(source_sha256),
                 bytes: 4096,
             }],
+            copied: vec![],
+            copied: vec![],
             excluded: vec![],
             source_param: "pytorch_model.bin".into(),
             converter_sha256: sha(converter_sha256),

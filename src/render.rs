@@ -188,6 +188,20 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
             );
         }
     }
+    if !d.copied.is_empty() {
+        let _ = writeln!(
+            out,
+            "  copied unchanged: {}",
+            one_line(&d.copied.join(", "))
+        );
+    }
+    if !d.code.is_empty() {
+        let _ = writeln!(
+            out,
+            "  code a loader may run (review before serving): {}",
+            one_line(&d.code.join(", "))
+        );
+    }
     if !d.excluded.is_empty() {
         let listed: Vec<String> = d
             .excluded
@@ -203,7 +217,7 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
     if !d.left_alone.is_empty() {
         let _ = writeln!(
             out,
-            "  left alone (not checkpoints): {}",
+            "  not copied (subdirectories, or replaced by what decant writes): {}",
             one_line(&d.left_alone.join(", "))
         );
     }

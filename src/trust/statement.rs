@@ -108,6 +108,19 @@ pub struct Statement {
 pub struct Subject {
     pub name: String,
     pub digest: DigestSet,
+    /// Absent for a file decant wrote; `{"role": "copied"}` for a file of a
+    /// model directory copied unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<SubjectRole>,
+}
+
+/// How a subject came to be, when it was not converted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SubjectRole {
+    /// Copied unchanged from the model directory (configs, tokenizer
+    /// files, README, code).
+    Copied,
 }
 
 /// SLSA provenance v1.

@@ -84,20 +84,31 @@ fn model_directories_convert_to_their_references() {
         ]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
         let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-        let left: Vec<&str> = summary["directory"]["left_alone"]
+        // The manifest's "left_alone" files are what OUT gets copied
+        // unchanged (issue 11: OUT is a complete repository).
+        let copied: Vec<&str> = summary["directory"]["copied"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        let expected_left: Vec<&str> = entry["left_alone"]
+        let expected_copied: Vec<&str> = entry["left_alone"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap())
+            .filter(|n| !n.ends_with('/'))
             .collect();
-        assert_eq!(left, expected_left, "{name}");
+        assert_eq!(copied, expected_copied, "{name}");
+        for f in &copied {
+            assert_eq!(
+                fs::read(out.join(f)).unwrap(),
+                fs::read(src.join(f)).unwrap(),
+                "{name}: {f} was not copied unchanged"
+            );
+        }
         let mut expected_files = only_files(&fixture(expected));
+        expected_files.extend(copied.iter().map(|s| s.to_string()));
         expected_files.push("decant.intoto.jsonl".into());
         expected_files.sort();
         assert_eq!(only_files(&out), expected_files, "{name}");
@@ -525,4 +536,84 @@ fn training_state_is_excluded_and_listed() {
     ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+}
+
+/// Issue 11: OUT held the shards, the index and the receipt, nothing else,
+/// so `from_pretrained(OUT)` failed for want of config.json. Every other
+/// file is copied unchanged and vouched for with role "copied"; `.py`
+/// files and configs with an `auto_map` are listed as code a loader may
+/// run; `verify OUT` accepts exactly the bundle; a rerun leaves identical
+/// copies alone.
+#[test]
+fn other_files_are_copied_and_vouched_for_as_copied() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let src = work.path().join("repo");
+    fs::create_dir(&src).unwrap();
+    fs::copy(
+        fixture("dirs/single/pytorch_model.bin"),
+        src.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    fs::write(
+        src.join("config.json"),
+        r#"{"model_type": "x", "auto_map": {"AutoModel": "modeling_x.XModel"}}"#,
+    )
+    .unwrap();
+    fs::write(src.join("modeling_x.py"), "class XModel: pass\n").unwrap();
+    fs::write(src.join("tokenizer.json"), "{}").unwrap();
+    let out = work.path().join("out");
+    let run = convert_signed(&src, &out, &key, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(
+        v["directory"]["copied"],
+        serde_json::json!(["config.json", "modeling_x.py", "tokenizer.json"])
+    );
+    let code: Vec<&str> = v["directory"]["code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        code.iter().any(|c| c.starts_with("config.json (auto_map")),
+        "{code:?}"
+    );
+    assert!(code.contains(&"modeling_x.py"), "{code:?}");
+    for name in ["config.json", "modeling_x.py", "tokenizer.json"] {
+        assert_eq!(
+            fs::read(out.join(name)).unwrap(),
+            fs::read(src.join(name)).unwrap()
+        );
+    }
+    let receipt = fs::read_to_string(out.join("decant.intoto.jsonl")).unwrap();
+    let env: serde_json::Value = serde_json::from_str(receipt.trim()).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        env["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let copied: Vec<&str> = statement["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["annotations"]["role"] == "copied")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(copied, ["config.json", "modeling_x.py", "tokenizer.json"]);
+    assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
+
+    // A rerun without --force: identical copies are not "already there".
+    let run = convert_signed(&src, &out, &key, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // A copy changed in OUT is not replaced without --force.
+    fs::write(out.join("tokenizer.json"), "{\"changed\": 1}").unwrap();
+    let run = convert_signed(&src, &out, &key, &[]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert_eq!(
+        fs::read_to_string(out.join("tokenizer.json")).unwrap(),
+        "{\"changed\": 1}"
+    );
 }
