@@ -444,7 +444,6 @@ pub(crate) mod tests {
                 bytes: 4096,
             }],
             copied: vec![],
-            copied: vec![],
             excluded: vec![],
             source_param: "pytorch_model.bin".into(),
             converter_sha256: sha(converter_sha256),
