@@ -55,3 +55,29 @@ pub fn only_files(dir: &Path) -> Vec<String> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// A writable copy of the fixture directory `rel` at `to`, leaving out the
+/// file named `except`.
+pub fn copy_fixture_dir(rel: &str, to: &Path, except: Option<&str>) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(fixture(rel)).unwrap() {
+        let entry = entry.unwrap();
+        if except.is_some_and(|e| entry.file_name() == e) || !entry.file_type().unwrap().is_file() {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The statement inside a receipt file (its first envelope), unverified:
+/// for tests that check what decant wrote.
+pub fn receipt_statement(receipt: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(receipt).unwrap();
+    let env: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        env["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}

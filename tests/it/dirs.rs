@@ -2,7 +2,7 @@
 //! checkpoints, escape attempts, all-or-nothing failures, reruns, and the
 //! directory receipt as a promotion gate.
 
-use crate::common::{decant, fixture, only_files};
+use crate::common::{copy_fixture_dir, decant, fixture, only_files, receipt_statement};
 use std::fs;
 use std::path::Path;
 
@@ -446,11 +446,7 @@ fn training_state_is_excluded_and_listed() {
     let work = tempfile::tempdir().unwrap();
     let (key, public) = keygen(work.path());
     let src = work.path().join("repo");
-    fs::create_dir(&src).unwrap();
-    for entry in fs::read_dir(fixture("dirs/sharded")).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), src.join(entry.file_name())).unwrap();
-    }
+    copy_fixture_dir("dirs/sharded", &src, None);
     // Pickles of classes decant would refuse: they must not be converted.
     for name in ["training_args.bin", "optimizer.pt", "rng_state_0.pth"] {
         fs::copy(fixture("refuse/unknown_global.pt"), src.join(name)).unwrap();
@@ -477,14 +473,7 @@ fn training_state_is_excluded_and_listed() {
         assert!(!out.join(name).exists(), "{name} was copied");
     }
     // The receipt lists them as excluded, with digests, and verifies.
-    let receipt = fs::read_to_string(out.join("decant.intoto.jsonl")).unwrap();
-    let env: serde_json::Value = serde_json::from_str(receipt.trim()).unwrap();
-    let payload = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        env["payload"].as_str().unwrap(),
-    )
-    .unwrap();
-    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let statement = receipt_statement(&out.join("decant.intoto.jsonl"));
     let excluded_deps: Vec<&serde_json::Value> = statement["predicate"]["buildDefinition"]
         ["resolvedDependencies"]
         .as_array()
@@ -587,14 +576,7 @@ fn other_files_are_copied_and_vouched_for_as_copied() {
             fs::read(src.join(name)).unwrap()
         );
     }
-    let receipt = fs::read_to_string(out.join("decant.intoto.jsonl")).unwrap();
-    let env: serde_json::Value = serde_json::from_str(receipt.trim()).unwrap();
-    let payload = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        env["payload"].as_str().unwrap(),
-    )
-    .unwrap();
-    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let statement = receipt_statement(&out.join("decant.intoto.jsonl"));
     let copied: Vec<&str> = statement["subject"]
         .as_array()
         .unwrap()

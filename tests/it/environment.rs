@@ -2,7 +2,7 @@
 //! and directories decant is pointed at. Each case is bounded in time: a
 //! decant that blocks is killed and the test fails.
 
-use crate::common::fixture;
+use crate::common::{copy_fixture_dir, fixture};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,13 +123,7 @@ fn special_files_are_refused_at_once() {
         "pytorch_model.bin.index.json",
     ] {
         let dir = w.join(format!("dir-{planted}"));
-        std::fs::create_dir(&dir).unwrap();
-        for entry in std::fs::read_dir(fixture("dirs/sharded")).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() != planted {
-                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-            }
-        }
+        copy_fixture_dir("dirs/sharded", &dir, Some(planted));
         mkfifo(&dir.join(planted));
         let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&w.join("never"))], LIMIT);
         assert_eq!(code, 1, "{planted}: {stderr}");
@@ -431,11 +425,7 @@ fn host_reads_are_bounded_in_memory() {
     const CEILING_KIB: u64 = 400 << 10;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("model");
-    std::fs::create_dir(&dir).unwrap();
-    for entry in std::fs::read_dir(fixture("dirs/sharded")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    copy_fixture_dir("dirs/sharded", &dir, None);
     let index_path = dir.join("pytorch_model.bin.index.json");
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
