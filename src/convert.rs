@@ -68,11 +68,6 @@ pub fn default_output(source: &Path) -> PathBuf {
     source.with_file_name(renamed)
 }
 
-/// Opens the source read-only and checks it is a regular file.
-fn open_source(path: &Path) -> Result<File> {
-    crate::open::regular_file(path)
-}
-
 /// sha256 of a whole file, read independently of the guest.
 pub fn sha256_file(file: &File) -> std::io::Result<String> {
     let mut f = file.try_clone()?;
@@ -93,7 +88,7 @@ fn refused(r: decant_abi::Refusal) -> Error {
 
 /// Runs `inspect` in the sandbox.
 pub fn inspect(sandbox: &Sandbox, source: &Path) -> Result<Report> {
-    let file = open_source(source)?;
+    let file = crate::open::regular_file(source)?;
     match sandbox.run(Entry::Inspect, file, None)?.0 {
         Outcome::Done(report) => {
             apply_policy(sandbox, &report)?;
@@ -190,10 +185,7 @@ pub fn convert_file(
     }
     output::refuse_aliases(&writes, &reads)?;
     if let Some(path) = &receipt_path {
-        output::check_target(path, opts.force).map_err(|mut e| {
-            e.hint = "pass --force to replace it, or choose another path with --receipt".into();
-            e
-        })?;
+        output::check_receipt_target(path, opts.force)?;
     }
     let opts = Options {
         output: Some(output),
@@ -262,7 +254,7 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
         .clone()
         .unwrap_or_else(|| default_output(&opts.source));
     output::check_target(&output, opts.force)?;
-    let file = open_source(&opts.source)?;
+    let file = crate::open::regular_file(&opts.source)?;
     let pending = Pending::new(&output)?;
     let job = Job {
         source: file,

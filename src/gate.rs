@@ -19,7 +19,6 @@ use crate::trust::verify::{
     self, Artifact, Check, CheckName, DirectoryFiles, Request, Trust, Verdict, Verified,
 };
 use crate::{guest, trust::keys};
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -73,12 +72,8 @@ fn hex_digest(value: &str, what: &str) -> Result<Sha256Hex> {
     })
 }
 
-fn open(path: &Path) -> Result<File> {
-    crate::open::regular_file(path)
-}
-
 fn file_sha256(path: &Path) -> Result<Sha256Hex> {
-    sha256_file(&open(path)?)
+    sha256_file(&crate::open::regular_file(path)?)
         .map(Sha256Hex::from_computed)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))
 }
@@ -87,7 +82,7 @@ fn file_sha256(path: &Path) -> Result<Sha256Hex> {
 /// verifier can say it is too large) and its identity, so that a receipt
 /// kept inside the directory it covers is not counted as served content.
 fn read_receipt(path: &Path) -> Result<(Vec<u8>, served::FileId)> {
-    let f = open(path)?;
+    let f = crate::open::regular_file(path)?;
     let id = served::file_id(&f)
         .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
     let mut bytes = Vec::new();

@@ -413,10 +413,11 @@ fn previous_receipt(
     let file = crate::open::regular_file_in(out, RECEIPT, Path::new(RECEIPT))
         .ok()?
         .ok()?;
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, MAX_RECEIPT_BYTES as u64 + 1),
-        &mut bytes,
+    let bytes = crate::open::read_bounded(
+        file,
+        MAX_RECEIPT_BYTES as u64,
+        Path::new(RECEIPT),
+        "a receipt",
     )
     .ok()?;
     let keys = [key.verifying_key()];

@@ -80,14 +80,24 @@ pub struct Pending {
     shown: PathBuf,
     /// Open while being written; `None` once closed.
     file: Option<File>,
+    /// The temp file's path as recorded for signal clean-up.
+    recorded: PathBuf,
+    /// What to do when the target exists: which option chooses its path.
+    exists_hint: &'static str,
     done: bool,
 }
 
-fn exists(shown: &Path) -> Error {
+/// The hint when an output exists (`-o` chooses its path).
+const OUTPUT_EXISTS_HINT: &str = "pass --force to replace it, or choose another path with -o";
+/// The hint when a receipt exists (`--receipt` chooses its path).
+const RECEIPT_EXISTS_HINT: &str =
+    "pass --force to replace it, or choose another path with --receipt";
+
+fn exists(shown: &Path, hint: &str) -> Error {
     Error::new(
         Kind::Usage,
         format!("{} already exists", shown.display()),
-        "pass --force to replace it, or choose another path with -o",
+        hint,
     )
 }
 
@@ -121,7 +131,15 @@ pub fn open_dir(path: &Path) -> Result<Dir> {
 /// is wasted; publishing checks again atomically.
 pub fn check_target(target: &Path, force: bool) -> Result<()> {
     if !force && target.symlink_metadata().is_ok() {
-        return Err(exists(target));
+        return Err(exists(target, OUTPUT_EXISTS_HINT));
+    }
+    Ok(())
+}
+
+/// [`check_target`] for a receipt path.
+pub fn check_receipt_target(target: &Path, force: bool) -> Result<()> {
+    if !force && target.symlink_metadata().is_ok() {
+        return Err(exists(target, RECEIPT_EXISTS_HINT));
     }
     Ok(())
 }
@@ -129,7 +147,7 @@ pub fn check_target(target: &Path, force: bool) -> Result<()> {
 /// [`check_target`] for a name in a directory.
 pub fn check_in_dir(dir: &Dir, name: &str, shown: &Path, force: bool) -> Result<()> {
     if !force && dir.symlink_metadata(name).is_ok() {
-        return Err(exists(shown));
+        return Err(exists(shown, OUTPUT_EXISTS_HINT));
     }
     Ok(())
 }
@@ -164,13 +182,16 @@ impl Pending {
             let mut temps = temps();
             match dir.open_with(&temp, &opts) {
                 Ok(f) => {
-                    temps.insert(parent.join(&temp));
+                    let recorded = parent.join(&temp);
+                    temps.insert(recorded.clone());
                     return Ok(Pending {
                         dir,
                         temp,
                         target: name.to_string(),
                         shown: shown.to_path_buf(),
                         file: Some(f.into_std()),
+                        recorded,
+                        exists_hint: OUTPUT_EXISTS_HINT,
                         done: false,
                     });
                 }
@@ -184,6 +205,13 @@ impl Pending {
             }
         }
         Err(Error::internal("could not find a free temp file name"))
+    }
+
+    /// Marks this as a receipt: an existing target's error names
+    /// `--receipt`, the option that chooses its path.
+    pub fn for_receipt(mut self) -> Self {
+        self.exists_hint = RECEIPT_EXISTS_HINT;
+        self
     }
 
     /// A second handle to the temp file, for writing or reading back.
@@ -228,7 +256,9 @@ impl Pending {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(exists(&self.shown)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(exists(&self.shown, self.exists_hint))
+            }
             Err(e) => Err(Error::io(
                 format!("cannot create {}", self.shown.display()),
                 &e,
@@ -306,21 +336,12 @@ pub fn publish_together(items: Vec<(Pending, bool)>) -> Result<()> {
     Ok(())
 }
 
-impl Pending {
-    fn temp_path(&self) -> PathBuf {
-        match self.shown.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.join(&self.temp),
-            _ => Path::new(".").join(&self.temp),
-        }
-    }
-}
-
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.dir.remove_file(&self.temp);
         }
-        temps().remove(&self.temp_path());
+        temps().remove(&self.recorded);
     }
 }
 

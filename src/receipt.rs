@@ -263,7 +263,7 @@ pub fn to_line(env: &Envelope) -> String {
 /// so a caller can publish it together with the output (or drop it, which
 /// deletes it).
 pub fn stage(path: &Path, line: &str) -> Result<Pending> {
-    write_staged(Pending::new(path)?, path, line)
+    write_staged(Pending::new(path)?.for_receipt(), path, line)
 }
 
 /// [`stage`] for a receipt named `name` in the directory `dir`.
@@ -273,7 +273,11 @@ pub fn stage_in_dir(
     shown: &Path,
     line: &str,
 ) -> Result<Pending> {
-    write_staged(Pending::in_dir(dir, name, shown)?, shown, line)
+    write_staged(
+        Pending::in_dir(dir, name, shown)?.for_receipt(),
+        shown,
+        line,
+    )
 }
 
 fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
@@ -290,18 +294,6 @@ fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
         )
     })?;
     Ok(pending)
-}
-
-/// Publishes a staged receipt; without `force` an existing file is never
-/// replaced (atomically: the rename itself refuses).
-pub fn publish(pending: Pending, force: bool) -> Result<()> {
-    pending.publish(force).map_err(|mut e| {
-        if e.kind == Kind::Usage {
-            // output.rs's hint names -o, which chooses OUT, not the receipt.
-            e.hint = "pass --force to replace it, or choose another path with --receipt".into();
-        }
-        e
-    })
 }
 
 /// A signed receipt staged beside where it goes, to be published after the
@@ -364,24 +356,14 @@ pub fn publish_all(
         }
         None => None,
     };
-    crate::output::publish_together(items).map_err(|mut e| {
-        if e.kind == Kind::Usage
-            && path
-                .as_ref()
-                .is_some_and(|p| e.message.contains(&*p.to_string_lossy()))
-        {
-            // output.rs's hint names -o, which chooses OUT, not the receipt.
-            e.hint = "pass --force to replace it, or choose another path with --receipt".into();
-        }
-        e
-    })?;
+    crate::output::publish_together(items)?;
     Ok(path)
 }
 
 /// Writes a receipt line atomically: temp file in the same directory,
 /// synced, renamed into place; never a partial receipt.
 pub fn write(path: &Path, line: &str, force: bool) -> Result<()> {
-    publish(stage(path, line)?, force)
+    stage(path, line)?.publish(force)
 }
 
 #[cfg(test)]
@@ -690,7 +672,7 @@ pub(crate) mod tests {
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let staged = stage(&path, &"n".repeat(MAX_RECEIPT_BYTES)).unwrap();
-        publish(staged, false).unwrap();
+        staged.publish(false).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             MAX_RECEIPT_BYTES as u64
