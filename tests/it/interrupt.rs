@@ -34,6 +34,36 @@ fn partial_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Starts `decant convert SRC -o OUT --key KEY` and returns once at least
+/// 8 MiB of output are being written (its stderr piped, stdout discarded).
+fn convert_until_writing(src: &Path, out: &Path, key: &Path) -> std::process::Child {
+    let out_dir = out.parent().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
+        .arg("convert")
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .arg("--key")
+        .arg(key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while partial_bytes(out_dir) < (8 << 20) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the conversion finished before it could be interrupted"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output was ever written"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
 #[test]
 fn sigkill_mid_conversion_leaves_no_output_and_no_receipt() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,32 +76,8 @@ fn sigkill_mid_conversion_leaves_no_output_and_no_receipt() {
     let out = out_dir.join("big.safetensors");
     let receipt = out_dir.join("big.safetensors.intoto.jsonl");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_decant"))
-        .args([
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-        ])
-        .arg(&key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until output is being written, then kill without warning.
-    let started = Instant::now();
-    while partial_bytes(&out_dir) < (8 << 20) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the conversion finished before it could be interrupted"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no output was ever written"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // Once output is being written, kill without warning.
+    let mut child = convert_until_writing(&src, &out, &key);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
 
@@ -105,27 +111,7 @@ fn sigint_sigterm_sighup_remove_the_temp_files() {
         let out_dir = dir.path().join(format!("out-{name}"));
         std::fs::create_dir(&out_dir).unwrap();
         let out = out_dir.join("big.safetensors");
-        let child = Command::new(env!("CARGO_BIN_EXE_decant"))
-            .args([
-                "convert",
-                src.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--key",
-            ])
-            .arg(&key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while partial_bytes(&out_dir) < (8 << 20) {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "no output was ever written"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let child = convert_until_writing(&src, &out, &key);
         let status = Command::new("kill")
             .args([format!("-{signal}"), child.id().to_string()])
             .status()
