@@ -108,6 +108,17 @@ pub fn training_leftover(name: &str) -> Option<&'static str> {
     }
 }
 
+impl Plan {
+    /// Every name a conversion of this plan writes in OUT: the outputs, the
+    /// new index and the receipt.
+    fn written(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .iter()
+            .map(|f| f.output.as_str())
+            .chain([OUT_INDEX, RECEIPT])
+    }
+}
+
 /// Progress events for the command line.
 pub enum Event<'a> {
     Started { files: usize, bytes: u64 },
@@ -201,15 +212,11 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
     }
     // What a conversion writes is not copied over: the outputs, the new
     // index, the receipt, and decant's own temp files.
-    let written: BTreeSet<String> = plan
-        .files
-        .iter()
-        .map(|f| f.output.clone())
-        .chain([OUT_INDEX.to_string(), RECEIPT.to_string()])
-        .collect();
-    let (copied, not): (Vec<String>, Vec<String>) = std::mem::take(&mut plan.copied)
+    let candidates = std::mem::take(&mut plan.copied);
+    let written: BTreeSet<&str> = plan.written().collect();
+    let (copied, not): (Vec<String>, Vec<String>) = candidates
         .into_iter()
-        .partition(|n| !written.contains(n) && !n.starts_with(crate::output::TEMP_PREFIX));
+        .partition(|n| !written.contains(n.as_str()) && !n.starts_with(crate::output::TEMP_PREFIX));
     plan.copied = copied;
     plan.left_alone.extend(not);
     plan.left_alone.sort();
@@ -473,6 +480,22 @@ pub fn file_sha256(dir: &Dir, name: &str, shown: &Path) -> Result<Option<Sha256H
         .map_err(|e| Error::io(format!("cannot read {}", shown.join(name).display()), &e))
 }
 
+/// sha256 of a file the plan listed, which must still be there.
+fn planned_file_sha256(dir: &Dir, name: &str, shown: &Path) -> Result<Sha256Hex> {
+    file_sha256(dir, name, shown)?.ok_or_else(|| {
+        Error::io(
+            format!("cannot read {}", shown.join(name).display()),
+            &std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })
+}
+
+/// (device, inode) of a file beneath a directory handle.
+fn file_id(meta: &cap_std::fs::Metadata) -> (u64, u64) {
+    use cap_std::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
 /// Tensor data bytes of an existing safetensors file.
 fn data_bytes(dir: &Dir, name: &str, shown: &Path) -> Result<u64> {
     let f = open_checked(dir, name, shown)?;
@@ -519,6 +542,11 @@ pub fn convert_dir(
         .as_ref()
         .and_then(|k| previous_receipt(&out, k, sandbox.policy(), opts.strict));
     let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
+    // Anything unreadable is simply converted again (and refused then, if
+    // it is not a regular file).
+    let unchanged = |dir: &Dir, name: &str, shown: &Path, want: &Sha256Hex| {
+        file_sha256(dir, name, shown).ok().flatten().as_ref() == Some(want)
+    };
     if let Some(prev) = &previous {
         for f in &plan.files {
             let (Some(src_sha), Some(out_sha), Some(report)) = (
@@ -527,11 +555,6 @@ pub fn convert_dir(
                 prev.reports.get(&f.output),
             ) else {
                 continue;
-            };
-            // Anything unreadable is simply converted again (and refused
-            // then, if it is not a regular file).
-            let unchanged = |dir: &Dir, name: &str, shown: &Path, want: &Sha256Hex| {
-                file_sha256(dir, name, shown).ok().flatten().as_ref() == Some(want)
             };
             if unchanged(&src, &f.source, &opts.source, src_sha)
                 && unchanged(&out, &f.output, &out_path, out_sha)
@@ -561,20 +584,11 @@ pub fn convert_dir(
         .iter()
         .map(|f| (f.id, f.source.as_str()))
         .collect();
-    let written = plan
-        .files
-        .iter()
-        .map(|f| f.output.as_str())
-        .chain([OUT_INDEX, RECEIPT]);
-    for name in written {
+    for name in plan.written() {
         let Ok(meta) = out.metadata(name) else {
             continue;
         };
-        let id = (
-            cap_std::fs::MetadataExt::dev(&meta),
-            cap_std::fs::MetadataExt::ino(&meta),
-        );
-        if let Some(source) = sources.get(&id) {
+        if let Some(source) = sources.get(&file_id(&meta)) {
             return Err(Error::new(
                 Kind::Usage,
                 format!(
@@ -599,21 +613,13 @@ pub fn convert_dir(
     // the target needs --force. Converting in place copies nothing (the
     // files are already there) but vouches for them all the same.
     let same_dir = match (src.dir_metadata(), out.dir_metadata()) {
-        (Ok(a), Ok(b)) => {
-            use cap_std::fs::MetadataExt;
-            (a.dev(), a.ino()) == (b.dev(), b.ino())
-        }
+        (Ok(a), Ok(b)) => file_id(&a) == file_id(&b),
         _ => false,
     };
     let mut copies: Vec<(String, Sha256Hex, bool)> = Vec::new();
     let mut code = Vec::new();
     for name in &plan.copied {
-        let sha = file_sha256(&src, name, &opts.source)?.ok_or_else(|| {
-            Error::io(
-                format!("cannot read {}", opts.source.join(name).display()),
-                &std::io::Error::from(std::io::ErrorKind::NotFound),
-            )
-        })?;
+        let sha = planned_file_sha256(&src, name, &opts.source)?;
         let write = !same_dir
             && match file_sha256(&out, name, &out_path) {
                 Ok(Some(existing)) if existing == sha => false,
@@ -832,12 +838,7 @@ pub fn convert_dir(
                 .unwrap_or_else(|| ".".into());
             let mut excluded = Vec::new();
             for e in &plan.excluded {
-                let sha = file_sha256(&src, &e.name, &opts.source)?.ok_or_else(|| {
-                    Error::io(
-                        format!("cannot read {}", opts.source.join(&e.name).display()),
-                        &std::io::Error::from(std::io::ErrorKind::NotFound),
-                    )
-                })?;
+                let sha = planned_file_sha256(&src, &e.name, &opts.source)?;
                 excluded.push((e.name.clone(), sha, e.reason.to_string()));
             }
             let input = receipt::ReceiptInput {
