@@ -40,6 +40,9 @@ enum Command {
         /// For a directory: the output directory [default: SRC itself].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         out: Option<PathBuf>,
+        /// A Hugging Face cache repository (models--ORG--NAME): the branch, tag or commit to convert [default: main].
+        #[arg(long, value_name = "REF")]
+        revision: Option<String>,
         /// Directory mode: conversions to run at once [default: the number of cores].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: Option<u16>,
@@ -230,6 +233,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Convert {
             src,
             out,
+            revision,
             jobs,
             key,
             receipt,
@@ -243,6 +247,13 @@ fn run(command: Command) -> Result<ExitCode> {
                     Kind::Usage,
                     "--receipt does not apply to a directory",
                     "a directory's receipt is always OUTDIR/decant.intoto.jsonl",
+                ));
+            }
+            if !src.is_dir() && revision.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--revision applies to a Hugging Face cache repository directory",
+                    "give the cache's models--ORG--NAME directory as SRC",
                 ));
             }
             if !src.is_dir() && jobs.is_some() {
@@ -259,6 +270,7 @@ fn run(command: Command) -> Result<ExitCode> {
             if src.is_dir() {
                 let opts = crate::model_dir::Options {
                     source: src,
+                    revision,
                     output: out,
                     strict,
                     force,

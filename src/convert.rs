@@ -228,6 +228,7 @@ fn receipt_input<'a>(c: &Converted, policy: &'a Policy, strict: bool) -> Receipt
         copied: vec![],
         excluded: vec![],
         source_param: name(&c.source),
+        origin: None,
         converter_sha256: crate::guest::sha256(),
         policy,
         strict,

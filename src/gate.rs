@@ -301,6 +301,7 @@ fn reproduce_directory(
     let tmp = tempfile::tempdir().map_err(|e| Error::io("cannot create a temp directory", &e))?;
     let out = tmp.path().join("reproduced");
     let opts = crate::model_dir::Options {
+        revision: None,
         source: source.to_path_buf(),
         output: Some(out.clone()),
         strict: s.strict(),

@@ -42,5 +42,6 @@ pub mod receipt;
 pub(crate) mod render;
 pub mod sandbox;
 pub(crate) mod served;
+pub(crate) mod source_tree;
 pub mod trust;
 pub mod validate;

@@ -1,17 +1,26 @@
-//! Model directories: every checkpoint in a Hugging Face-style directory,
-//! converted as one unit.
+//! Model directories: every checkpoint of a model repository, converted as
+//! one unit into a repository its loaders open unchanged.
 //!
-//! - `pytorch_model.bin` becomes `model.safetensors`, shards
-//!   `pytorch_model-0000K-of-0000N.bin` become `model-0000K-of-0000N.safetensors`,
-//!   other `*.bin`, `*.pt`, `*.pth`, `*.ckpt` their `.safetensors` names;
-//!   `pytorch_model.bin.index.json` becomes `model.safetensors.index.json`
-//!   (weight_map renamed, `metadata.total_size` recomputed, everything else
-//!   kept). Other files are left alone and listed.
-//! - Every path resolves through a cap-std [`Dir`] handle, and names taken
-//!   from the index must be plain file names: `../x`, an absolute path, a
-//!   subdirectory or a symlink leading out is refused.
+//! - Weights are converted and named as Hugging Face names them, in every
+//!   subfolder (diffusers' `unet/`, `vae/`, sentence-transformers modules):
+//!   `pytorch_model*.bin` -> `model*.safetensors`, `adapter_model.bin` ->
+//!   `adapter_model.safetensors`, `diffusion_pytorch_model*.bin` ->
+//!   `diffusion_pytorch_model*.safetensors`, other `*.bin`, `*.pt`,
+//!   `*.pth`, `*.ckpt` the same name with `.safetensors`. Each index
+//!   (`<checkpoint>.index.json`, `<checkpoint>.index.<variant>.json`) is
+//!   rewritten beside it: `weight_map` renamed, `metadata.total_size`
+//!   recomputed.
+//! - Every other file is copied unchanged and vouched for as copied;
+//!   training state (`training_args.bin`, optimizer, scheduler, scaler, RNG
+//!   state) is excluded and listed, or refused with `--strict`.
+//! - The source is read through [`SourceTree`]: a plain directory beneath a
+//!   cap-std handle, or a Hugging Face cache snapshot through only the
+//!   links huggingface_hub makes. Names taken from an index must be plain
+//!   file names beside it: `../x`, an absolute path or a subdirectory is
+//!   refused.
 //! - All or nothing: files convert in parallel into temp files; if any
-//!   fails, every failure is listed and nothing is published.
+//!   fails, every failure is listed and nothing is published (not even the
+//!   output subdirectories).
 //! - One receipt (`decant.intoto.jsonl`) covers every output; a rerun with
 //!   the same key reuses outputs the existing receipt already vouches for.
 
@@ -22,21 +31,20 @@ use crate::output::{self, Pending};
 use crate::policy::Policy;
 use crate::receipt::{self, SourceFile, StagedReceipt};
 use crate::sandbox::Sandbox;
+use crate::source_tree::{FileId, Listing, SourceTree, TreeFile};
 use crate::trust::dsse::MAX_RECEIPT_BYTES;
-use crate::trust::statement::{ReceiptReport, Sha256Hex};
+use crate::trust::statement::{ReceiptReport, RevisionPurl, Sha256Hex};
 use crate::trust::verify::{self, Trust};
+use cap_fs_ext::DirExt as _;
 use cap_std::fs::Dir;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The sharded-checkpoint index Hugging Face writes next to `.bin` shards.
-pub const INDEX: &str = "pytorch_model.bin.index.json";
-/// Its safetensors counterpart.
-pub const OUT_INDEX: &str = "model.safetensors.index.json";
 /// The directory's receipt, in the output directory.
 pub const RECEIPT: &str = "decant.intoto.jsonl";
 /// A directory receipt's report byproduct for an output is `<output>` + this.
@@ -47,7 +55,10 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// What the user asked for.
 pub struct Options {
     pub source: PathBuf,
-    /// Defaults to the source directory.
+    /// For a Hugging Face cache repository directory: the branch, tag or
+    /// commit to convert (`main` if not given).
+    pub revision: Option<String>,
+    /// Defaults to the source directory (required for a cache snapshot).
     pub output: Option<PathBuf>,
     pub strict: bool,
     pub force: bool,
@@ -60,28 +71,35 @@ pub struct Options {
 /// One checkpoint of the directory.
 #[derive(Debug, Clone)]
 pub struct FilePlan {
-    pub source: String,
+    pub source: TreeFile,
+    /// Its output's path in OUT.
     pub output: String,
-    pub bytes: u64,
-    /// The source's (device, inode), so that no output can be it.
-    pub id: (u64, u64),
+}
+
+/// One sharded-checkpoint index and its rewrite.
+#[derive(Debug, Clone)]
+pub struct IndexPlan {
+    pub source: TreeFile,
+    pub output: String,
+    pub index: SourceIndex,
+    /// Of the bytes parsed.
+    pub sha256: Sha256Hex,
 }
 
 /// What the directory holds and what each file becomes.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub files: Vec<FilePlan>,
-    /// The parsed `pytorch_model.bin.index.json`, if present.
-    pub index: Option<SourceIndex>,
+    pub indexes: Vec<IndexPlan>,
     /// Other files (configs, tokenizer files, README, licence, code):
     /// copied unchanged into OUT and vouched for as copied.
-    pub copied: Vec<String>,
-    /// Subdirectories (`name/`), and files a conversion writes in their
+    pub copied: Vec<TreeFile>,
+    /// Directories not walked, and files a conversion writes in their
     /// place (an existing `model.safetensors` beside `pytorch_model.bin`,
     /// an earlier receipt, decant's temp files): not copied.
     pub left_alone: Vec<String>,
     /// Pickles training tools write that are not weights: not converted.
-    pub excluded: Vec<Excluded>,
+    pub excluded: Vec<(TreeFile, &'static str)>,
 }
 
 /// A checkpoint-looking file that is not weights, and why it is skipped.
@@ -109,13 +127,14 @@ pub fn training_leftover(name: &str) -> Option<&'static str> {
 }
 
 impl Plan {
-    /// Every name a conversion of this plan writes in OUT: the outputs, the
-    /// new index and the receipt.
+    /// Every path a conversion of this plan writes in OUT: the outputs, the
+    /// new indexes and the receipt.
     fn written(&self) -> impl Iterator<Item = &str> {
         self.files
             .iter()
             .map(|f| f.output.as_str())
-            .chain([OUT_INDEX, RECEIPT])
+            .chain(self.indexes.iter().map(|i| i.output.as_str()))
+            .chain([RECEIPT])
     }
 }
 
@@ -131,12 +150,15 @@ pub enum Event<'a> {
 pub struct DirConverted {
     #[serde(serialize_with = "crate::render::lossy_path")]
     pub source: PathBuf,
+    /// The repository revision read, for a Hugging Face cache snapshot.
+    pub origin: Option<String>,
     #[serde(serialize_with = "crate::render::lossy_path")]
     pub output: PathBuf,
     pub converted: Vec<Converted>,
     /// Outputs an existing receipt already vouched for, left as they were.
     pub reused: Vec<String>,
-    pub index: Option<String>,
+    /// The rewritten indexes.
+    pub indexes: Vec<String>,
     pub left_alone: Vec<String>,
     /// Files copied unchanged (or already there, identical).
     pub copied: Vec<String>,
@@ -170,79 +192,110 @@ fn output_name(source: &str) -> String {
         .into_owned()
 }
 
-/// Reads the directory and decides what each file becomes.
-pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
-    let io = |e: std::io::Error| Error::io(format!("cannot read {}", shown.display()), &e);
-    let mut names = Vec::new();
-    for entry in dir.entries().map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().map_err(io)?.is_dir();
-        names.push((name, is_dir));
+/// `dir/name`, or `name` at the top.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
     }
-    names.sort();
-    let mut plan = Plan::default();
-    for (name, is_dir) in names {
-        if is_dir {
-            plan.left_alone.push(format!("{name}/"));
-        } else if let Some(reason) = training_leftover(&name) {
-            plan.excluded.push(Excluded { name, reason });
-        } else if name == INDEX {
-            plan.index = Some(read_index(dir, shown)?);
+}
+
+/// The rewritten name of an index, if `name` is one: `<checkpoint>.index.json`
+/// or, for a variant, `<checkpoint>.index.<variant>.json` (transformers'
+/// `_add_variant`), with the checkpoint's output name in front.
+fn index_output(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".json")?;
+    let (checkpoint, variant) = match stem.rsplit_once(".index.") {
+        Some((c, v)) if !v.is_empty() && !v.contains('.') => (c, Some(v)),
+        _ => (stem.strip_suffix(".index")?, None),
+    };
+    if !is_checkpoint(checkpoint) {
+        return None;
+    }
+    let out = output_name(checkpoint);
+    Some(match variant {
+        Some(v) => format!("{out}.index.{v}.json"),
+        None => format!("{out}.index.json"),
+    })
+}
+
+/// Reads the directory and decides what each file becomes.
+pub fn plan(tree: &SourceTree, listing: Listing) -> Result<Plan> {
+    let mut plan = Plan {
+        left_alone: listing.left_alone,
+        ..Plan::default()
+    };
+    let mut candidates = Vec::new();
+    for f in listing.files {
+        let name = f.name().to_string();
+        if let Some(reason) = training_leftover(&name) {
+            plan.excluded.push((f, reason));
+        } else if let Some(out) = index_output(&name) {
+            let (index, sha256) = read_index(tree, &f)?;
+            plan.indexes.push(IndexPlan {
+                output: join(f.dir(), &out),
+                source: f,
+                index,
+                sha256,
+            });
         } else if is_checkpoint(&name) {
-            let meta = open_checked(dir, &name, shown)?.metadata().map_err(io)?;
-            if !meta.is_file() {
-                return Err(refused(
-                    format!("{} is not a regular file", shown.join(&name).display()),
-                    "a model directory holds plain checkpoint files",
-                ));
-            }
             plan.files.push(FilePlan {
-                output: output_name(&name),
-                source: name,
-                bytes: meta.len(),
-                id: (
-                    std::os::unix::fs::MetadataExt::dev(&meta),
-                    std::os::unix::fs::MetadataExt::ino(&meta),
-                ),
+                output: join(f.dir(), &output_name(&name)),
+                source: f,
             });
         } else {
-            plan.copied.push(name);
+            candidates.push(f);
         }
     }
     // What a conversion writes is not copied over: the outputs, the new
-    // index, the receipt, and decant's own temp files.
-    let candidates = std::mem::take(&mut plan.copied);
+    // indexes, the receipt, and decant's own temp files.
     let written: BTreeSet<&str> = plan.written().collect();
-    let (copied, not): (Vec<String>, Vec<String>) = candidates
-        .into_iter()
-        .partition(|n| !written.contains(n.as_str()) && !n.starts_with(crate::output::TEMP_PREFIX));
+    let (copied, not): (Vec<TreeFile>, Vec<TreeFile>) = candidates.into_iter().partition(|f| {
+        !written.contains(f.path.as_str()) && !f.name().starts_with(crate::output::TEMP_PREFIX)
+    });
     plan.copied = copied;
-    plan.left_alone.extend(not);
+    plan.left_alone.extend(not.into_iter().map(|f| f.path));
     plan.left_alone.sort();
     // Two sources must not become one output.
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for f in &plan.files {
-        if let Some(other) = seen.insert(&f.output, &f.source) {
+    for (output, source) in plan
+        .files
+        .iter()
+        .map(|f| (&f.output, &f.source.path))
+        .chain(plan.indexes.iter().map(|i| (&i.output, &i.source.path)))
+    {
+        if let Some(other) = seen.insert(output, source) {
             return Err(refused(
-                format!("{other} and {} would both become {}", f.source, f.output),
+                format!("{other} and {source} would both become {output}"),
                 "keep one of them in the directory, or convert them one by one with -o",
             ));
         }
     }
-    if let Some(index) = &plan.index {
-        for shard in index_shards(index)? {
-            if !plan.files.iter().any(|f| f.source == shard) {
-                let exists = dir.symlink_metadata(shard).is_ok();
+    for ix in &plan.indexes {
+        for shard in index_shards(&ix.index)? {
+            let path = join(ix.source.dir(), shard);
+            if !plan.files.iter().any(|f| f.source.path == path) {
+                let what = if plan.copied.iter().any(|f| f.path == path)
+                    || plan.excluded.iter().any(|(f, _)| f.path == path)
+                {
+                    format!(
+                        "{} names {shard}, which is not a checkpoint file",
+                        ix.source.path
+                    )
+                } else {
+                    format!(
+                        "{} names shard {shard}, which is not in {}",
+                        ix.source.path,
+                        match ix.source.dir() {
+                            "" => tree.shown().to_path_buf(),
+                            dir => tree.shown().join(dir),
+                        }
+                        .display()
+                    )
+                };
                 return Err(refused(
-                    if exists {
-                        format!("the index names {shard}, which is not a checkpoint file")
-                    } else {
-                        format!(
-                            "the index names shard {shard}, which is not in {}",
-                            shown.display()
-                        )
-                    },
+                    what,
                     "the sharded checkpoint is incomplete or its index was altered",
                 ));
             }
@@ -253,7 +306,7 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
             Kind::Usage,
             format!(
                 "{} holds no checkpoint (.bin, .pt, .pth, .ckpt)",
-                shown.display()
+                tree.shown().display()
             ),
             "point decant at a model directory or a checkpoint file",
         ));
@@ -261,27 +314,10 @@ pub fn plan(dir: &Dir, shown: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
-/// Opens a regular file beneath `dir` without blocking; a symlink that
-/// leads outside, or anything but a regular file, is a refusal.
-fn open_checked(dir: &Dir, name: &str, shown: &Path) -> Result<std::fs::File> {
-    crate::open::regular_file_in(dir, name, shown).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied
-            && dir.symlink_metadata(name).is_ok_and(|m| m.is_symlink())
-        {
-            refused(
-                format!("{} is a symlink leading outside the model directory", shown.join(name).display()),
-                "copy the files into the directory (e.g. download with --local-dir) instead of linking outside it",
-            )
-        } else {
-            Error::io(format!("cannot open {}", shown.join(name).display()), &e)
-        }
-    })?
-}
-
-/// The part of `pytorch_model.bin.index.json` decant reads. Everything
-/// else in it (other keys, `metadata`) is skipped unread, so parsing costs
-/// memory in proportion to the tensor names kept, and is not carried over:
-/// the new index holds `weight_map` (renamed) and `metadata.total_size`
+/// The part of a sharded-checkpoint index decant reads. Everything else in
+/// it (other keys, `metadata`) is skipped unread, so parsing costs memory
+/// in proportion to the tensor names kept, and is not carried over: the new
+/// index holds `weight_map` (renamed) and `metadata.total_size`
 /// (recomputed), which is what loaders read.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct SourceIndex {
@@ -289,15 +325,17 @@ pub struct SourceIndex {
     pub weight_map: BTreeMap<String, String>,
 }
 
-fn read_index(dir: &Dir, shown: &Path) -> Result<SourceIndex> {
-    let at = shown.join(INDEX);
+/// Parses an index and digests the same bytes (checked against the cache's
+/// blob name), so the receipt names what was read.
+fn read_index(tree: &SourceTree, f: &TreeFile) -> Result<(SourceIndex, Sha256Hex)> {
+    let at = tree.shown_path(f);
     let bad = |why: String| {
         refused(
             format!("{}: {why}", at.display()),
             "the sharded checkpoint's index is damaged or was altered",
         )
     };
-    let file = open_checked(dir, INDEX, shown)?;
+    let file = tree.open_file(f)?;
     let bytes =
         crate::open::read_bounded(file, MAX_INDEX_BYTES, &at, "a sharded checkpoint's index")
             .map_err(|e| {
@@ -307,6 +345,8 @@ fn read_index(dir: &Dir, shown: &Path) -> Result<SourceIndex> {
                     e
                 }
             })?;
+    let sha = Sha256Hex::of(&bytes);
+    tree.confirm(f, &sha)?;
     let index: SourceIndex = serde_json::from_slice(&bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             bad(format!("not JSON ({e})"))
@@ -316,7 +356,7 @@ fn read_index(dir: &Dir, shown: &Path) -> Result<SourceIndex> {
     })?;
     drop(bytes);
     index_shards(&index)?;
-    Ok(index)
+    Ok((index, sha))
 }
 
 /// The shard files an index names, each checked to be a plain name.
@@ -326,7 +366,7 @@ fn index_shards(index: &SourceIndex) -> Result<BTreeSet<&str>> {
         if !plain_name(file) {
             return Err(refused(
                 format!(
-                    "the index maps {} to {}, which is not a file directly in the model directory",
+                    "the index maps {} to {}, which is not a file directly beside the index",
                     crate::error::one_line(tensor),
                     crate::error::one_line(file)
                 ),
@@ -376,11 +416,12 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Whether a copied config has an `auto_map`, which makes
 /// `from_pretrained(..., trust_remote_code=True)` import repository code.
-fn has_auto_map(dir: &Dir, name: &str, shown: &Path) -> bool {
-    let Ok(file) = open_checked(dir, name, shown) else {
+fn has_auto_map(tree: &SourceTree, f: &TreeFile) -> bool {
+    let Ok(file) = tree.open_file(f) else {
         return false;
     };
-    let Ok(bytes) = crate::open::read_bounded(file, 16 << 20, &shown.join(name), "a config") else {
+    let Ok(bytes) = crate::open::read_bounded(file, 16 << 20, &tree.shown_path(f), "a config")
+    else {
         return false;
     };
     #[derive(serde::Deserialize)]
@@ -462,49 +503,152 @@ fn previous_receipt(
     })
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// sha256 of a regular file beneath `dir`; `None` if there is no such
 /// name, an error for anything but a readable regular file.
 pub fn file_sha256(dir: &Dir, name: &str, shown: &Path) -> Result<Option<Sha256Hex>> {
     if dir.symlink_metadata(name).is_err() {
         return Ok(None);
     }
-    let f = open_checked(dir, name, shown)?;
+    let f = open_out(dir, name, shown)?;
     sha256_file(&f)
         .map(|h| Some(Sha256Hex::from_computed(h)))
         .map_err(|e| Error::io(format!("cannot read {}", shown.join(name).display()), &e))
 }
 
-/// sha256 of a file the plan listed, which must still be there.
-fn planned_file_sha256(dir: &Dir, name: &str, shown: &Path) -> Result<Sha256Hex> {
-    file_sha256(dir, name, shown)?.ok_or_else(|| {
-        Error::io(
-            format!("cannot read {}", shown.join(name).display()),
-            &std::io::Error::from(std::io::ErrorKind::NotFound),
-        )
-    })
+/// Opens a file already in OUT (an earlier output), beneath its handle.
+fn open_out(dir: &Dir, name: &str, shown: &Path) -> Result<std::fs::File> {
+    crate::open::regular_file_in(dir, name, shown)
+        .map_err(|e| Error::io(format!("cannot open {}", shown.join(name).display()), &e))?
 }
 
 /// (device, inode) of a file beneath a directory handle.
-fn file_id(meta: &cap_std::fs::Metadata) -> (u64, u64) {
+fn file_id(meta: &cap_std::fs::Metadata) -> FileId {
     use cap_std::fs::MetadataExt;
     (meta.dev(), meta.ino())
 }
 
 /// Tensor data bytes of an existing safetensors file.
 fn data_bytes(dir: &Dir, name: &str, shown: &Path) -> Result<u64> {
-    let f = open_checked(dir, name, shown)?;
+    let f = open_out(dir, name, shown)?;
     let len = f
         .metadata()
         .map_err(|e| Error::io(format!("cannot stat {name}"), &e))?
         .len();
     let summary = crate::validate::safetensors_file(&f, len)?;
     Ok(len - 8 - summary.header_len)
+}
+
+/// The output directory and the subdirectories a run creates in it. Until
+/// [`OutDirs::keep`], dropping it removes every directory it created that
+/// is still empty, so a failed run leaves OUT as it was.
+struct OutDirs {
+    path: PathBuf,
+    root: Arc<Dir>,
+    handles: BTreeMap<String, Arc<Dir>>,
+    /// Created by this run, parents first; `""` is OUT itself.
+    created: Vec<String>,
+    kept: bool,
+}
+
+impl OutDirs {
+    fn open(path: &Path) -> Result<OutDirs> {
+        let existed = path.symlink_metadata().is_ok();
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), &e))?;
+        let root = Arc::new(output::open_dir(path)?);
+        Ok(OutDirs {
+            path: path.to_path_buf(),
+            handles: BTreeMap::from([(String::new(), Arc::clone(&root))]),
+            root,
+            created: if existed { vec![] } else { vec![String::new()] },
+            kept: false,
+        })
+    }
+
+    /// The handle for `dir` (a `/`-separated path in OUT), creating it.
+    fn dir(&mut self, dir: &str) -> Result<Arc<Dir>> {
+        if let Some(h) = self.handles.get(dir) {
+            return Ok(Arc::clone(h));
+        }
+        let mut at = String::new();
+        for part in dir.split('/') {
+            at = join(&at, part);
+            if self.handles.contains_key(&at) {
+                continue;
+            }
+            let shown = self.path.join(&at);
+            match self.root.create_dir(&at) {
+                Ok(()) => self.created.push(at.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("cannot create {}", shown.display()), &e)),
+            }
+            let handle = self
+                .root
+                .open_dir_nofollow(&at)
+                .map_err(|e| Error::io(format!("cannot open {}", shown.display()), &e))?;
+            self.handles.insert(at.clone(), Arc::new(handle));
+        }
+        self.handles
+            .get(dir)
+            .map(Arc::clone)
+            .ok_or_else(|| Error::internal("an output directory was not opened"))
+    }
+
+    /// The handle for a directory already opened by [`OutDirs::dir`].
+    fn opened(&self, dir: &str) -> Result<&Arc<Dir>> {
+        self.handles
+            .get(dir)
+            .ok_or_else(|| Error::internal("an output directory was not prepared"))
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutDirs {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for dir in self.created.iter().rev() {
+            if dir.is_empty() {
+                let _ = std::fs::remove_dir(&self.path);
+            } else {
+                let _ = self.root.remove_dir(dir);
+            }
+        }
+    }
+}
+
+/// Where OUT may not be: inside the cache repository the source is read
+/// from (decant never writes into a cache).
+fn refuse_output_in_cache(tree: &SourceTree, out_path: &Path) -> Result<()> {
+    let Some(repo) = tree.cache_repository() else {
+        return Ok(());
+    };
+    // The nearest part of OUT that exists, resolved.
+    let mut existing = out_path.to_path_buf();
+    let resolved = loop {
+        if let Ok(p) = existing.canonicalize() {
+            break Some(p);
+        }
+        if !existing.pop() || existing.as_os_str().is_empty() {
+            break std::env::current_dir().ok();
+        }
+    };
+    if resolved.is_some_and(|p| p.starts_with(repo)) {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} is inside the Hugging Face cache repository {}",
+                out_path.display(),
+                repo.display()
+            ),
+            "decant never writes into the cache; choose an output directory outside it with -o",
+        ));
+    }
+    Ok(())
 }
 
 /// Converts a model directory.
@@ -514,26 +658,45 @@ pub fn convert_dir(
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<DirConverted> {
     let started = SystemTime::now();
-    let src = output::open_dir(&opts.source)?;
-    let plan = plan(&src, &opts.source)?;
-    if let (true, Some(first)) = (opts.strict, plan.excluded.first()) {
+    let tree = SourceTree::open(&opts.source, opts.revision.as_deref())?;
+    let shown = tree.shown().to_path_buf();
+    let out_path = match (&opts.output, tree.is_cache()) {
+        (Some(out), _) => out.clone(),
+        (None, false) => opts.source.clone(),
+        (None, true) => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "{} is in a Hugging Face cache, and decant never writes into the cache",
+                    shown.display()
+                ),
+                "give an output directory outside the cache with -o OUT",
+            ))
+        }
+    };
+    refuse_output_in_cache(&tree, &out_path)?;
+    // An output directory inside the source is not part of the model.
+    let out_id = std::fs::metadata(&out_path).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    });
+    let skip = out_id.filter(|id| Some(*id) != tree.root_id());
+    let plan = plan(&tree, tree.list(skip)?)?;
+    if let (true, Some((first, reason))) = (opts.strict, plan.excluded.first()) {
         return Err(Error::new(
             Kind::Refused,
             format!(
-                "refused (--strict): {} is not weights ({}); {} such file{} in {}",
-                opts.source.join(&first.name).display(),
-                first.reason,
+                "refused (--strict): {} is not weights ({reason}); {} such file{} in {}",
+                tree.shown_path(first).display(),
                 plan.excluded.len(),
                 if plan.excluded.len() == 1 { "" } else { "s" },
-                opts.source.display()
+                shown.display()
             ),
             "remove the training state from the directory, or run without --strict to exclude it",
         ));
     }
-    let out_path = opts.output.clone().unwrap_or_else(|| opts.source.clone());
-    std::fs::create_dir_all(&out_path)
-        .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), &e))?;
-    let out = std::sync::Arc::new(output::open_dir(&out_path)?);
+    let mut dirs = OutDirs::open(&out_path)?;
+    let out = Arc::clone(&dirs.root);
 
     // Outputs an existing receipt (verified with our key) vouches for, made
     // from the same source bytes, are kept as they are.
@@ -542,23 +705,24 @@ pub fn convert_dir(
         .as_ref()
         .and_then(|k| previous_receipt(&out, k, sandbox.policy(), opts.strict));
     let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
-    // Anything unreadable is simply converted again (and refused then, if
-    // it is not a regular file).
-    let unchanged = |dir: &Dir, name: &str, shown: &Path, want: &Sha256Hex| {
-        file_sha256(dir, name, shown).ok().flatten().as_ref() == Some(want)
-    };
     if let Some(prev) = &previous {
         for f in &plan.files {
             let (Some(src_sha), Some(out_sha), Some(report)) = (
-                prev.sources.get(&f.source),
+                prev.sources.get(&f.source.path),
                 prev.subjects.get(&f.output),
                 prev.reports.get(&f.output),
             ) else {
                 continue;
             };
-            if unchanged(&src, &f.source, &opts.source, src_sha)
-                && unchanged(&out, &f.output, &out_path, out_sha)
-            {
+            // Anything unreadable or different is simply converted again
+            // (and refused then, if it is not a regular file).
+            let unchanged = tree.sha256(&f.source).ok().as_ref() == Some(src_sha)
+                && file_sha256(&out, &f.output, &out_path)
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    == Some(out_sha);
+            if unchanged {
                 reused.insert(
                     f.output.clone(),
                     Reused {
@@ -579,10 +743,12 @@ pub fn convert_dir(
 
     // Nothing decant writes may be a file it reads (an output that is a
     // hard link or symlink to a source), --force or not.
-    let sources: BTreeMap<(u64, u64), &str> = plan
+    let sources: BTreeMap<FileId, &str> = plan
         .files
         .iter()
-        .map(|f| (f.id, f.source.as_str()))
+        .map(|f| &f.source)
+        .chain(plan.indexes.iter().map(|i| &i.source))
+        .map(|f| (f.id, f.path.as_str()))
         .collect();
     for name in plan.written() {
         let Ok(meta) = out.metadata(name) else {
@@ -594,7 +760,7 @@ pub fn convert_dir(
                 format!(
                     "{} is the same file as the source {}",
                     out_path.join(name).display(),
-                    opts.source.join(source).display()
+                    shown.join(source).display()
                 ),
                 "choose another output directory: decant never writes over a file it reads",
             ));
@@ -609,46 +775,62 @@ pub fn convert_dir(
         output::check_in_dir(&out, RECEIPT, &out_path.join(RECEIPT), opts.force)?;
     }
 
-    // Files copied unchanged: hashed now, and a different file already at
-    // the target needs --force. Converting in place copies nothing (the
-    // files are already there) but vouches for them all the same.
-    let same_dir = match (src.dir_metadata(), out.dir_metadata()) {
-        (Ok(a), Ok(b)) => file_id(&a) == file_id(&b),
-        _ => false,
-    };
-    let mut copies: Vec<(String, Sha256Hex, bool)> = Vec::new();
+    // Files copied unchanged: hashed now (and checked against the cache's
+    // blob name), and a different file already at the target needs
+    // --force. Converting in place copies nothing (the files are already
+    // there) but vouches for them all the same.
+    let same_dir = out_id.is_some() && out_id == tree.root_id();
+    let mut copies: Vec<(&TreeFile, Sha256Hex, bool)> = Vec::new();
     let mut code = Vec::new();
-    for name in &plan.copied {
-        let sha = planned_file_sha256(&src, name, &opts.source)?;
+    for f in &plan.copied {
+        let sha = tree.sha256(f)?;
         let write = !same_dir
-            && match file_sha256(&out, name, &out_path) {
+            && match file_sha256(&out, &f.path, &out_path) {
                 Ok(Some(existing)) if existing == sha => false,
                 Ok(None) => true,
                 _ => {
-                    output::check_in_dir(&out, name, &out_path.join(name), opts.force)?;
+                    output::check_in_dir(&out, &f.path, &out_path.join(&f.path), opts.force)?;
                     true
                 }
             };
-        if name.ends_with(".py") {
-            code.push(name.clone());
-        } else if matches!(name.as_str(), "config.json" | "tokenizer_config.json")
-            && has_auto_map(&src, name, &opts.source)
+        if f.name().ends_with(".py") {
+            code.push(f.path.clone());
+        } else if matches!(f.name(), "config.json" | "tokenizer_config.json")
+            && has_auto_map(&tree, f)
         {
             code.push(format!(
-                "{name} (auto_map: trust_remote_code runs repository code)"
+                "{} (auto_map: trust_remote_code runs repository code)",
+                f.path
             ));
         }
-        copies.push((name.clone(), sha, write));
+        copies.push((f, sha, write));
+    }
+    let mut excluded = Vec::new();
+    for (f, reason) in &plan.excluded {
+        excluded.push((f.path.clone(), tree.sha256(f)?, reason.to_string()));
+    }
+
+    // Every directory something is written to, created now (and removed
+    // again if the run fails).
+    for dir in todo
+        .iter()
+        .map(|f| &f.output)
+        .chain(plan.indexes.iter().map(|i| &i.output))
+        .chain(copies.iter().filter(|c| c.2).map(|c| &c.0.path))
+        .map(|p| p.rsplit_once('/').map_or("", |(d, _)| d))
+        .collect::<BTreeSet<&str>>()
+    {
+        dirs.dir(dir)?;
     }
 
     on_event(Event::Started {
         files: plan.files.len(),
-        bytes: plan.files.iter().map(|f| f.bytes).sum(),
+        bytes: plan.files.iter().map(|f| f.source.bytes).sum(),
     });
     for (name, r) in &reused {
         on_event(Event::Reused {
             output: name,
-            bytes: r.file.bytes,
+            bytes: r.file.source.bytes,
         });
     }
 
@@ -664,7 +846,7 @@ pub fn convert_dir(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = todo.get(i) else { return mine };
-                        let r = convert_one(sandbox, opts, &src, &out, &out_path, f);
+                        let r = convert_one(sandbox, opts, &tree, &dirs, &out_path, f);
                         if let Ok(p) = &r {
                             on_event(Event::Converted(&p.converted));
                         }
@@ -679,20 +861,21 @@ pub fn convert_dir(
             results.extend(worker.join().unwrap_or_default());
         }
     });
-    let mut prepared = Vec::new();
+    let mut prepared: Vec<(&FilePlan, Prepared)> = Vec::new();
     let mut failures = Vec::new();
     for (i, f) in todo.iter().enumerate() {
         match results.remove(&i) {
-            Some(Ok(p)) => prepared.push(p),
-            Some(Err(e)) => failures.push((f.source.clone(), e)),
+            Some(Ok(p)) => prepared.push((f, p)),
+            Some(Err(e)) => failures.push((f.source.path.clone(), e)),
             None => failures.push((
-                f.source.clone(),
+                f.source.path.clone(),
                 Error::internal("the conversion thread stopped unexpectedly"),
             )),
         }
     }
     if let Some((_, first)) = failures.first() {
-        // Dropping `prepared` deletes every temp file: nothing is published.
+        // Dropping `prepared` deletes every temp file and `dirs` every
+        // directory created: nothing is published.
         let kind = if failures.iter().all(|(_, e)| e.kind.exit_code() == 1) {
             Kind::Refused
         } else {
@@ -708,61 +891,66 @@ pub fn convert_dir(
                 "{} of {} checkpoints in {} failed, so nothing was written: {}",
                 failures.len(),
                 plan.files.len(),
-                opts.source.display(),
+                shown.display(),
                 listed.join("; ")
             ),
             first.hint.clone(),
         ));
     }
 
-    // The index, from the outputs' actual tensor bytes.
-    let mut index_pending = None;
+    // The indexes, from the outputs' actual tensor bytes.
     let mut subjects: Vec<(String, Sha256Hex)> = Vec::new();
-    for p in &prepared {
+    let mut data: BTreeMap<&str, u64> = BTreeMap::new();
+    for (f, p) in &prepared {
         subjects.push((
-            file_name(&p.converted.output),
+            f.output.clone(),
             Sha256Hex::from_computed(p.converted.output_sha256.clone()),
         ));
+        data.insert(&f.output, p.converted.data_bytes);
     }
     for (name, r) in &reused {
         subjects.push((name.clone(), r.output_sha256.clone()));
+        data.insert(name, data_bytes(&out, name, &out_path)?);
     }
-    if let Some(index) = &plan.index {
-        let mut total: u64 = prepared.iter().map(|p| p.converted.data_bytes).sum();
-        for name in reused.keys() {
-            total += data_bytes(&out, name, &out_path)?;
+    let mut index_pending = Vec::new();
+    for ix in &plan.indexes {
+        let mut total: u64 = 0;
+        for shard in index_shards(&ix.index)? {
+            let output = join(ix.source.dir(), &output_name(shard));
+            total += data.get(output.as_str()).copied().unwrap_or(0);
         }
-        let bytes = new_index(index, total);
+        let bytes = new_index(&ix.index, total);
         let sha = Sha256Hex::of(&bytes);
-        let unchanged = file_sha256(&out, OUT_INDEX, &out_path)
+        let unchanged = file_sha256(&out, &ix.output, &out_path)
             .ok()
             .flatten()
             .as_ref()
             == Some(&sha);
         if !unchanged {
-            output::check_in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX), opts.force)?;
-            let pending = Pending::in_dir(&out, OUT_INDEX, &out_path.join(OUT_INDEX))?;
+            let target = out_path.join(&ix.output);
+            output::check_in_dir(&out, &ix.output, &target, opts.force)?;
+            let pending = pending_in(&dirs, &ix.output, &target)?;
             pending
                 .file()?
                 .write_all(&bytes)
                 .map_err(|e| Error::io("cannot write the index", &e))?;
-            index_pending = Some(pending);
+            index_pending.push(pending);
         }
-        subjects.push((OUT_INDEX.to_string(), sha));
+        subjects.push((ix.output.clone(), sha));
     }
     subjects.sort();
 
     // The copies, staged like every output and checked against the digest
     // taken above, so the receipt vouches for the bytes that were copied.
     let mut copy_pending = Vec::new();
-    for (name, sha, write) in &copies {
+    for (f, sha, write) in &copies {
         if !*write {
             continue;
         }
-        let shown = out_path.join(name);
-        let mut pending = Pending::in_dir(&out, name, &shown)?;
-        let mut from = open_checked(&src, name, &opts.source)?;
-        let io = |e: std::io::Error| Error::io(format!("cannot copy to {}", shown.display()), &e);
+        let target = out_path.join(&f.path);
+        let mut pending = pending_in(&dirs, &f.path, &target)?;
+        let mut from = tree.open_file(f)?;
+        let io = |e: std::io::Error| Error::io(format!("cannot copy to {}", target.display()), &e);
         // Hashed as it is copied: the digest is of the bytes written.
         let mut to = HashingWriter {
             inner: pending.file()?,
@@ -775,7 +963,7 @@ pub fn convert_dir(
                 Kind::Io,
                 format!(
                     "{} changed while it was being copied",
-                    opts.source.join(name).display()
+                    tree.shown_path(f).display()
                 ),
                 "convert a directory nothing else is writing",
             ));
@@ -785,43 +973,41 @@ pub fn convert_dir(
     }
     let copied_subjects: Vec<(String, Sha256Hex)> = copies
         .iter()
-        .map(|(name, sha, _)| (name.clone(), sha.clone()))
+        .map(|(f, sha, _)| (f.path.clone(), sha.clone()))
         .collect();
+    let origin = tree.origin().map(|o| o.purl());
 
     // The receipt, staged before anything is published.
     let receipt_pending = match &opts.key {
         Some(key) => {
             let mut sources: Vec<SourceFile> = prepared
                 .iter()
-                .map(|p| SourceFile {
-                    name: file_name(&p.converted.source),
+                .map(|(f, p)| SourceFile {
+                    name: f.source.path.clone(),
                     sha256: Sha256Hex::from_computed(p.converted.source_sha256.clone()),
                     bytes: p.converted.source_bytes,
                 })
                 .collect();
             for r in reused.values() {
                 sources.push(SourceFile {
-                    name: r.file.source.clone(),
+                    name: r.file.source.path.clone(),
                     sha256: r.source_sha256.clone(),
-                    bytes: r.file.bytes,
+                    bytes: r.file.source.bytes,
                 });
             }
-            if plan.index.is_some() {
-                let f = open_checked(&src, INDEX, &opts.source)?;
+            for ix in &plan.indexes {
                 sources.push(SourceFile {
-                    name: INDEX.into(),
-                    sha256: Sha256Hex::from_computed(
-                        sha256_file(&f).map_err(|e| Error::io("cannot read the index", &e))?,
-                    ),
-                    bytes: f.metadata().map(|m| m.len()).unwrap_or(0),
+                    name: ix.source.path.clone(),
+                    sha256: ix.sha256.clone(),
+                    bytes: ix.source.bytes,
                 });
             }
             sources.sort_by(|a, b| a.name.cmp(&b.name));
             let mut reports: Vec<(String, ReceiptReport)> = prepared
                 .iter()
-                .map(|p| {
+                .map(|(f, p)| {
                     (
-                        format!("{}{REPORT_SUFFIX}", file_name(&p.converted.output)),
+                        format!("{}{REPORT_SUFFIX}", f.output),
                         ReceiptReport::from_report(&p.converted.report),
                     )
                 })
@@ -830,23 +1016,22 @@ pub fn convert_dir(
                 reports.push((format!("{name}{REPORT_SUFFIX}"), r.report.clone()));
             }
             reports.sort_by(|a, b| a.0.cmp(&b.0));
-            let dir_name = opts
-                .source
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| ".".into());
-            let mut excluded = Vec::new();
-            for e in &plan.excluded {
-                let sha = planned_file_sha256(&src, &e.name, &opts.source)?;
-                excluded.push((e.name.clone(), sha, e.reason.to_string()));
-            }
+            let dir_name = match tree.origin() {
+                Some(o) => o.repo_id.clone(),
+                None => opts
+                    .source
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| ".".into()),
+            };
             let input = receipt::ReceiptInput {
                 subjects: subjects.clone(),
                 copied: copied_subjects.clone(),
                 sources,
                 excluded,
                 source_param: dir_name,
+                origin: origin.as_deref().and_then(RevisionPurl::parse),
                 converter_sha256: guest::sha256(),
                 policy: sandbox.policy(),
                 strict: opts.strict,
@@ -867,10 +1052,10 @@ pub fn convert_dir(
         None => None,
     };
 
-    // Publish: outputs, index, then the receipt that covers them.
+    // Publish: outputs, indexes, copies, then the receipt that covers them.
     let mut converted = Vec::new();
     let mut pending = Vec::new();
-    for p in prepared {
+    for (_, p) in prepared {
         let (file, c) = p.into_parts();
         pending.push(file);
         converted.push(c);
@@ -878,43 +1063,64 @@ pub fn convert_dir(
     pending.extend(index_pending);
     pending.extend(copy_pending);
     let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending)?;
+    dirs.keep();
     converted.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(DirConverted {
-        source: opts.source.clone(),
+        source: shown,
+        origin,
         output: out_path,
         converted,
         reused: reused.into_keys().collect(),
-        index: plan.index.as_ref().map(|_| OUT_INDEX.to_string()),
+        indexes: plan.indexes.iter().map(|i| i.output.clone()).collect(),
         left_alone: plan.left_alone,
-        copied: plan.copied.clone(),
+        copied: plan.copied.iter().map(|f| f.path.clone()).collect(),
         code,
-        excluded: plan.excluded,
+        excluded: plan
+            .excluded
+            .iter()
+            .map(|(f, reason)| Excluded {
+                name: f.path.clone(),
+                reason,
+            })
+            .collect(),
         receipt: receipt_path,
     })
+}
+
+/// A temp file for `path` (in OUT) in its directory's handle.
+fn pending_in(dirs: &OutDirs, path: &str, shown: &Path) -> Result<Pending> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    Pending::in_dir(dirs.opened(dir)?, name, shown)
 }
 
 fn convert_one(
     sandbox: &Sandbox,
     opts: &Options,
-    src: &Dir,
-    out: &std::sync::Arc<Dir>,
+    tree: &SourceTree,
+    dirs: &OutDirs,
     out_path: &Path,
     f: &FilePlan,
 ) -> Result<Prepared> {
-    let source = open_checked(src, &f.source, &opts.source)?;
+    let source = tree.open_file(&f.source)?;
     let shown_out = out_path.join(&f.output);
-    let pending = Pending::in_dir(out, &f.output, &shown_out)?;
-    convert::prepare_job(
+    let pending = pending_in(dirs, &f.output, &shown_out)?;
+    let prepared = convert::prepare_job(
         sandbox,
         Job {
             source,
-            source_shown: opts.source.join(&f.source),
+            source_shown: tree.shown_path(&f.source),
             output_shown: shown_out,
             strict: opts.strict,
             force: opts.force,
         },
         pending,
-    )
+    )?;
+    // The bytes converted are the bytes the cache names.
+    tree.confirm(
+        &f.source,
+        &Sha256Hex::from_computed(prepared.converted.source_sha256.clone()),
+    )?;
+    Ok(prepared)
 }
 
 #[cfg(test)]
@@ -936,6 +1142,44 @@ mod tests {
             assert!(!plain_name(bad), "{bad:?}");
         }
         assert!(plain_name("pytorch_model-00001-of-00003.bin"));
+    }
+
+    /// Issue 11: indexes are found and renamed as transformers and
+    /// diffusers name them, variants included.
+    #[test]
+    fn index_names_follow_the_checkpoint_names() {
+        for (index, out) in [
+            (
+                "pytorch_model.bin.index.json",
+                Some("model.safetensors.index.json"),
+            ),
+            (
+                "pytorch_model.bin.index.fp16.json",
+                Some("model.safetensors.index.fp16.json"),
+            ),
+            (
+                "diffusion_pytorch_model.bin.index.json",
+                Some("diffusion_pytorch_model.safetensors.index.json"),
+            ),
+            (
+                "adapter_model.bin.index.json",
+                Some("adapter_model.safetensors.index.json"),
+            ),
+            ("model.safetensors.index.json", None),
+            ("tokenizer.json", None),
+            ("foo.index.json", None),
+            ("pytorch_model.bin.index..json", None),
+        ] {
+            assert_eq!(index_output(index).as_deref(), out, "{index}");
+        }
+        assert_eq!(
+            output_name("pytorch_model.fp16-00001-of-00002.bin"),
+            "model.fp16-00001-of-00002.safetensors"
+        );
+        assert_eq!(
+            output_name("diffusion_pytorch_model.fp16.bin"),
+            "diffusion_pytorch_model.fp16.safetensors"
+        );
     }
 
     /// Issue 10: the rewritten index carries `weight_map` (renamed) and

@@ -40,6 +40,28 @@ pub fn kind_of(t: std::fs::FileType) -> &'static str {
     }
 }
 
+/// [`kind_of`] for an entry seen beneath a directory handle.
+pub fn kind_of_entry(t: cap_std::fs::FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt as _;
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn regular(file: File, shown: &Path, kind: Kind) -> Result<File> {
     let meta = file
         .metadata()
@@ -102,4 +124,14 @@ pub fn read_bounded(file: File, max: u64, shown: &Path, what: &str) -> Result<Ve
         ));
     }
     Ok(bytes)
+}
+
+/// [`regular_file_in`] that does not follow a final symlink: for the blobs
+/// of a Hugging Face cache, whose links decant checks itself.
+pub fn regular_file_nofollow(dir: &Dir, name: &str, shown: &Path) -> std::io::Result<Result<File>> {
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.read(true);
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    let file = dir.open_with(name, &opts)?.into_std();
+    Ok(regular(file, &shown.join(name), Kind::Refused))
 }

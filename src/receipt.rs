@@ -17,8 +17,8 @@ use crate::trust::dsse::{self, Envelope, MAX_RECEIPT_BYTES};
 use crate::trust::statement::{
     sorted_json, BuildDefinition, BuildMetadata, Builder, BuilderVersion, Byproduct, Dependency,
     DependencyRole, DigestSet, ExternalParameters, InternalParameters, Provenance, ReceiptReport,
-    RunDetails, SandboxParameters, Sha256Hex, Statement, Subject, SubjectRole, BUILDER_ID,
-    BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
+    RevisionPurl, RunDetails, SandboxParameters, Sha256Hex, Statement, Subject, SubjectRole,
+    BUILDER_ID, BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
 };
 use ed25519_dalek::SigningKey;
 use std::io::Write;
@@ -56,6 +56,9 @@ pub struct ReceiptInput<'a> {
     /// `externalParameters.source`: the source file's name, or the model
     /// directory's.
     pub source_param: String,
+    /// The repository revision every source and excluded file was read
+    /// from (a Hugging Face cache snapshot), as each one's `uri`.
+    pub origin: Option<RevisionPurl>,
     /// sha256 of the guest wasm that converted ([`crate::guest::sha256`]).
     pub converter_sha256: Sha256Hex,
     pub policy: &'a Policy,
@@ -102,6 +105,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
         .iter()
         .map(|s| Dependency {
             name: s.name.clone(),
+            uri: input.origin.clone(),
             digest: digest(&s.sha256),
             annotations: DependencyRole::Source { size: s.bytes },
         })
@@ -112,6 +116,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
             .iter()
             .map(|(name, sha256, reason)| Dependency {
                 name: name.clone(),
+                uri: input.origin.clone(),
                 digest: digest(sha256),
                 annotations: DependencyRole::Excluded {
                     reason: reason.clone(),
@@ -120,6 +125,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
     );
     dependencies.push(Dependency {
         name: CONVERTER_NAME.into(),
+        uri: None,
         digest: digest(&input.converter_sha256),
         annotations: DependencyRole::Converter,
     });
@@ -428,6 +434,7 @@ pub(crate) mod tests {
             copied: vec![],
             excluded: vec![],
             source_param: "pytorch_model.bin".into(),
+            origin: None,
             converter_sha256: sha(converter_sha256),
             policy,
             strict: false,

@@ -167,8 +167,11 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
             format!(" ({} unchanged)", d.reused.len())
         }
     );
-    if let Some(index) = &d.index {
-        let _ = writeln!(out, "  index: {index}");
+    if let Some(origin) = &d.origin {
+        let _ = writeln!(out, "  source revision: {origin}");
+    }
+    for index in &d.indexes {
+        let _ = writeln!(out, "  index: {}", one_line(index));
     }
     for c in &d.converted {
         let n = c.report.aliases.len();
@@ -217,7 +220,7 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
     if !d.left_alone.is_empty() {
         let _ = writeln!(
             out,
-            "  not copied (subdirectories, or replaced by what decant writes): {}",
+            "  not copied (not part of the model, or replaced by what decant writes): {}",
             one_line(&d.left_alone.join(", "))
         );
     }

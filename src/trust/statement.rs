@@ -176,8 +176,67 @@ pub struct SandboxParameters {
 #[serde(deny_unknown_fields)]
 pub struct Dependency {
     pub name: String,
+    /// Where a source came from, when decant knows: the Hugging Face
+    /// repository revision it was read from (a cache snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<RevisionPurl>,
     pub digest: DigestSet,
     pub annotations: DependencyRole,
+}
+
+/// A Hugging Face model repository at a commit, as a package URL:
+/// `pkg:huggingface/[OWNER/]NAME@<40-hex commit>`. Checked when parsed, so
+/// a receipt cannot name a branch (which moves) as the revision.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RevisionPurl(String);
+
+impl RevisionPurl {
+    /// From a repository id and a commit, both as the Hub allows them.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("pkg:huggingface/")?;
+        let (repo, commit) = rest.rsplit_once('@')?;
+        let name_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 96
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && !p.starts_with(['-', '.'])
+                && !p.ends_with(['-', '.'])
+                && !p.contains("..")
+                && !p.contains("--")
+        };
+        let repo_ok = match repo.split_once('/') {
+            Some((owner, name)) => name_ok(owner) && name_ok(name),
+            None => name_ok(repo),
+        };
+        let commit_ok = commit.len() == 40
+            && commit
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        (repo_ok && commit_ok).then(|| RevisionPurl(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RevisionPurl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RevisionPurl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RevisionPurl::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a Hugging Face revision (pkg:huggingface/OWNER/NAME@<40-hex commit>)"
+            ))
+        })
+    }
 }
 
 /// `annotations.role` of a dependency, with what that role records.
