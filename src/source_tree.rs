@@ -555,7 +555,7 @@ impl SourceTree {
     ) -> Result<(Location, String)> {
         let shown = self.shown.join(rel);
         let target = dir
-            .read_link(name)
+            .read_link_contents(name)
             .map_err(|e| Error::io(format!("cannot read the link {}", shown.display()), &e))?;
         let bad = |why: &str| {
             refused(
@@ -609,7 +609,7 @@ impl SourceTree {
         }
         // The one further hop: into the cache's shared store.
         let hop = blobs
-            .read_link(&blob)
+            .read_link_contents(&blob)
             .map_err(|e| Error::io(format!("cannot read the link {}", blob_shown.display()), &e))?;
         let bad_hop = |why: &str| {
             refused(

@@ -2,61 +2,14 @@
 //! checkpoints, escape attempts, all-or-nothing failures, reruns, and the
 //! directory receipt as a promotion gate.
 
-use crate::common::{copy_fixture_dir, decant, fixture, only_files, receipt_statement};
+use crate::common::{
+    convert_signed, copy_fixture_dir, decant, fixture, keygen, only_files, receipt_statement,
+    verify_dir,
+};
 use std::fs;
-use std::path::Path;
 
 fn dirs_manifest() -> serde_json::Value {
     serde_json::from_slice(&fs::read(fixture("dirs/manifest.json")).unwrap()).unwrap()
-}
-
-fn keygen(dir: &Path) -> (String, String) {
-    let key = dir.join("key");
-    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
-    (
-        key.to_str().unwrap().into(),
-        dir.join("key.pub").to_str().unwrap().into(),
-    )
-}
-
-/// `decant convert SRC -o OUT --key KEY --json EXTRA...`.
-fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> crate::common::Run {
-    let mut args = vec![
-        "convert",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
-        key,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    decant(&args)
-}
-
-fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
-    let receipt = out.join("decant.intoto.jsonl");
-    let mut args = vec![
-        "verify",
-        out.to_str().unwrap(),
-        "--receipt",
-        receipt.to_str().unwrap(),
-        "--trusted-key",
-        public,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let run = decant(&args);
-    let v: serde_json::Value =
-        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
-    let failed = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    (run.code, failed)
 }
 
 /// Every fixture directory with expected outputs converts to exactly them,

@@ -17,6 +17,7 @@ mod common;
 mod convert;
 mod dirs;
 mod environment;
+mod hf_cache;
 mod hostile;
 mod interrupt;
 mod receipts;
