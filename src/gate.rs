@@ -53,6 +53,17 @@ impl Outcome {
         self.verdict.passed()
     }
 
+    /// The repository revisions (`pkg:huggingface/...@<commit>`) the
+    /// authenticated receipt says its sources came from.
+    pub fn source_revisions(&self) -> Vec<String> {
+        self.verdict.statement().map_or_else(Vec::new, |s| {
+            s.source_revisions()
+                .into_iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        })
+    }
+
     /// The fingerprint of the key that signed the authenticated statement.
     pub fn signer_fingerprint(&self) -> Option<&str> {
         let signer = self.verdict.statement()?.signer();

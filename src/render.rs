@@ -307,6 +307,7 @@ pub fn verification(o: &Outcome, json: bool) {
             "artifact_sha256": o.artifact_sha256,
             "receipt": o.receipt.to_string_lossy(),
             "signer_fingerprint": o.signer_fingerprint(),
+            "source_revisions": o.source_revisions(),
             "checks": v.checks(),
             "failed": v.failed(),
         }));
@@ -330,6 +331,9 @@ pub fn verification(o: &Outcome, json: bool) {
             one_line(&o.receipt.display().to_string()),
             o.signer_fingerprint().unwrap_or("?")
         );
+        for revision in o.source_revisions() {
+            let _ = writeln!(out, "  converted from {}", one_line(&revision));
+        }
         emit(&out);
     } else {
         emit(&out);

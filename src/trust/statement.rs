@@ -525,6 +525,16 @@ impl Statement {
             })
     }
 
+    /// The repository revisions the sources were read from (a Hugging Face
+    /// cache), each once; empty when the receipt names none.
+    pub fn source_revisions(&self) -> Vec<&RevisionPurl> {
+        let mut uris: Vec<&RevisionPurl> =
+            self.sources().filter_map(|(d, _)| d.uri.as_ref()).collect();
+        uris.sort();
+        uris.dedup();
+        uris
+    }
+
     /// The sandbox policy's sha256.
     pub fn policy_sha256(&self) -> &Sha256Hex {
         &self
@@ -571,5 +581,50 @@ mod bool_text {
                 "strict must be \"true\" or \"false\", found {other:?}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: a receipt names a source's revision by commit only; a
+    /// branch (which moves), another purl type or a malformed repository
+    /// id is not read as one.
+    #[test]
+    fn source_uri_is_a_pinned_hugging_face_revision() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        for good in [
+            format!("pkg:huggingface/org/name@{commit}"),
+            format!("pkg:huggingface/gpt2@{commit}"),
+            format!("pkg:huggingface/Org_1/name.v2-x@{commit}"),
+        ] {
+            assert!(RevisionPurl::parse(&good).is_some(), "{good}");
+        }
+        for bad in [
+            "pkg:huggingface/org/name@main".to_string(),
+            format!("pkg:huggingface/org/name@{}", commit.to_uppercase()),
+            format!("pkg:huggingface/org/name@{commit}0"),
+            format!("pkg:pypi/org/name@{commit}"),
+            format!("pkg:huggingface/a/b/c@{commit}"),
+            format!("pkg:huggingface/../x@{commit}"),
+            format!("pkg:huggingface/a--b@{commit}"),
+            format!("pkg:huggingface/@{commit}"),
+            format!("pkg:huggingface/org/name@{commit}#sub"),
+            format!("pkg:huggingface/org/name@{commit}?x=1"),
+        ] {
+            assert!(RevisionPurl::parse(&bad).is_none(), "{bad}");
+        }
+        let dep = serde_json::json!({
+            "name": "pytorch_model.bin",
+            "uri": "pkg:huggingface/org/name@main",
+            "digest": {"sha256": "0".repeat(64)},
+            "annotations": {"role": "source", "size": 1}
+        });
+        let err = serde_json::from_value::<Dependency>(dep).unwrap_err();
+        assert!(
+            err.to_string().contains("not a Hugging Face revision"),
+            "{err}"
+        );
     }
 }

@@ -105,6 +105,22 @@ fn cache_snapshot_converts_and_names_its_revision() {
         REPO
     );
     assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
+    // The gate says which revision it is vouching was converted.
+    let receipt = out.join("decant.intoto.jsonl");
+    let run = decant(&[
+        "verify",
+        out.to_str().unwrap(),
+        "--receipt",
+        receipt.to_str().unwrap(),
+        "--trusted-key",
+        &public,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("converted from {PURL}")),
+        "{}",
+        run.stdout
+    );
     assert_eq!(cache.state(), before, "the cache was written to");
 
     // The repository directory with --revision main reads the same commit.
