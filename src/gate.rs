@@ -269,22 +269,44 @@ fn reproduce(
 }
 
 /// `--source DIR` for a directory receipt: every source the receipt names
-/// must be in DIR with that digest.
+/// must be in DIR with that digest. DIR is read as a conversion reads it,
+/// so it may be a Hugging Face cache snapshot; then the revision the
+/// receipt names must be the snapshot's.
 fn directory_source_check(s: &Verified<Statement>, source: &Path) -> Result<Check> {
-    let dir = crate::output::open_dir(source)?;
+    let tree = crate::source_tree::SourceTree::open(source, None)?;
+    let listing = match tree.list(None) {
+        Ok(listing) => listing,
+        Err(e) if e.kind.exit_code() == 1 => {
+            return Ok(Check::fail(CheckName::Source, e.message));
+        }
+        Err(e) => return Err(e),
+    };
+    let files: std::collections::BTreeMap<&str, &crate::source_tree::TreeFile> =
+        listing.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut problems = Vec::new();
+    let here = tree.origin().map(|o| o.purl());
     let mut count = 0;
     for (dep, _) in s.sources() {
         count += 1;
         let want = &dep.digest.sha256;
-        match crate::model_dir::file_sha256(&dir, &dep.name, source) {
-            Ok(Some(sha)) if sha == *want => {}
-            Ok(Some(sha)) => problems.push(format!(
+        if let (Some(named), Some(here)) = (&dep.uri, &here) {
+            if named.as_str() != here {
+                problems.push(format!(
+                    "{} comes from {named} by the receipt, {} is {here}",
+                    dep.name,
+                    source.display()
+                ));
+                continue;
+            }
+        }
+        match files.get(dep.name.as_str()).map(|f| tree.sha256(f)) {
+            Some(Ok(sha)) if sha == *want => {}
+            Some(Ok(sha)) => problems.push(format!(
                 "{} has sha256 {sha}, the receipt says {want}",
                 dep.name
             )),
-            Ok(None) => problems.push(format!("{} is not in {}", dep.name, source.display())),
-            Err(e) => problems.push(e.message),
+            None => problems.push(format!("{} is not in {}", dep.name, source.display())),
+            Some(Err(e)) => problems.push(e.message),
         }
     }
     Ok(if problems.is_empty() {

@@ -121,6 +121,27 @@ fn cache_snapshot_converts_and_names_its_revision() {
         "{}",
         run.stdout
     );
+    // The snapshot is a --source for the gate, and reproduces the bundle.
+    let snapshot = cache.snapshot();
+    let source = snapshot.to_str().unwrap();
+    assert_eq!(
+        verify_dir(&out, &public, &["--source", source]),
+        (0, vec![])
+    );
+    assert_eq!(
+        verify_dir(&out, &public, &["--source", source, "--reproduce"]),
+        (0, vec![])
+    );
+    // Another revision with the same bytes is not the one converted.
+    let other = cache.repo.join("snapshots").join("f".repeat(40));
+    assert!(std::process::Command::new("cp")
+        .args(["-a", source, other.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let (code, failed) = verify_dir(&out, &public, &["--source", other.to_str().unwrap()]);
+    assert_eq!((code, failed), (1, vec!["source".to_string()]));
+    fs::remove_dir_all(&other).unwrap();
     assert_eq!(cache.state(), before, "the cache was written to");
 
     // The repository directory with --revision main reads the same commit.
