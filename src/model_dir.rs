@@ -545,22 +545,60 @@ struct OutDirs {
     path: PathBuf,
     root: Arc<Dir>,
     handles: BTreeMap<String, Arc<Dir>>,
-    /// Created by this run, parents first; `""` is OUT itself.
+    /// Subdirectories of OUT created by this run, parents first.
     created: Vec<String>,
+    /// OUT and its parents, created by this run, parents first.
+    made: Vec<PathBuf>,
     kept: bool,
 }
 
 impl OutDirs {
-    fn open(path: &Path) -> Result<OutDirs> {
-        let existed = path.symlink_metadata().is_ok();
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), &e))?;
-        let root = Arc::new(output::open_dir(path)?);
+    /// Creates OUT and any missing parents, one at a time, recording each;
+    /// then refuses it if it turned out to be inside the source's cache.
+    fn open(path: &Path, tree: &SourceTree) -> Result<OutDirs> {
+        let mut missing = Vec::new();
+        let mut at = path.to_path_buf();
+        while at.symlink_metadata().is_err() {
+            missing.push(at.clone());
+            if !at.pop() || at.as_os_str().is_empty() {
+                break;
+            }
+        }
+        let mut made: Vec<PathBuf> = Vec::new();
+        let undo = |made: &[PathBuf]| {
+            for dir in made.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        };
+        for dir in missing.iter().rev() {
+            match std::fs::create_dir(dir) {
+                Ok(()) => made.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    undo(&made);
+                    return Err(Error::io(format!("cannot create {}", dir.display()), &e));
+                }
+            }
+        }
+        if let (Some(cache), Ok(resolved)) = (tree.cache_root(), path.canonicalize()) {
+            if resolved.starts_with(cache) {
+                undo(&made);
+                return Err(output_in_cache(path, cache));
+            }
+        }
+        let root = match output::open_dir(path) {
+            Ok(root) => Arc::new(root),
+            Err(e) => {
+                undo(&made);
+                return Err(e);
+            }
+        };
         Ok(OutDirs {
             path: path.to_path_buf(),
             handles: BTreeMap::from([(String::new(), Arc::clone(&root))]),
             root,
-            created: if existed { vec![] } else { vec![String::new()] },
+            created: Vec::new(),
+            made,
             kept: false,
         })
     }
@@ -612,41 +650,58 @@ impl Drop for OutDirs {
             return;
         }
         for dir in self.created.iter().rev() {
-            if dir.is_empty() {
-                let _ = std::fs::remove_dir(&self.path);
-            } else {
-                let _ = self.root.remove_dir(dir);
-            }
+            let _ = self.root.remove_dir(dir);
+        }
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
 
-/// Where OUT may not be: inside the cache repository the source is read
-/// from (decant never writes into a cache).
+/// The error for an OUT inside the source's cache.
+fn output_in_cache(out_path: &Path, cache: &Path) -> Error {
+    Error::new(
+        Kind::Usage,
+        format!(
+            "{} is inside the Hugging Face cache {}",
+            out_path.display(),
+            cache.display()
+        ),
+        "decant never writes into the cache; choose an output directory outside it with -o",
+    )
+}
+
+/// Where OUT may not be: inside the cache the source is read from (decant
+/// never writes into a cache). Judged before anything is created, on the
+/// nearest part of OUT that exists, resolved. A `..` in OUT is refused
+/// outright: after a part that does not exist yet it would resolve only
+/// once created. [`OutDirs::open`] checks the created directory again.
 fn refuse_output_in_cache(tree: &SourceTree, out_path: &Path) -> Result<()> {
-    let Some(repo) = tree.cache_repository() else {
+    let Some(cache) = tree.cache_root() else {
         return Ok(());
     };
-    // The nearest part of OUT that exists, resolved.
-    let mut existing = out_path.to_path_buf();
-    let resolved = loop {
-        if let Ok(p) = existing.canonicalize() {
-            break Some(p);
-        }
-        if !existing.pop() || existing.as_os_str().is_empty() {
-            break std::env::current_dir().ok();
-        }
-    };
-    if resolved.is_some_and(|p| p.starts_with(repo)) {
+    if out_path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(Error::new(
             Kind::Usage,
-            format!(
-                "{} is inside the Hugging Face cache repository {}",
-                out_path.display(),
-                repo.display()
-            ),
-            "decant never writes into the cache; choose an output directory outside it with -o",
+            format!("the output directory {} contains ..", out_path.display()),
+            "converting from a cache, give the output directory without .. so it is clear it lies outside the cache",
         ));
+    }
+    let mut existing = std::path::absolute(out_path)
+        .map_err(|e| Error::io(format!("cannot resolve {}", out_path.display()), &e))?;
+    let resolved = loop {
+        if let Ok(p) = existing.canonicalize() {
+            break p;
+        }
+        if !existing.pop() {
+            return Err(output_in_cache(out_path, cache));
+        }
+    };
+    if resolved.starts_with(cache) {
+        return Err(output_in_cache(out_path, cache));
     }
     Ok(())
 }
@@ -695,7 +750,7 @@ pub fn convert_dir(
             "remove the training state from the directory, or run without --strict to exclude it",
         ));
     }
-    let mut dirs = OutDirs::open(&out_path)?;
+    let mut dirs = OutDirs::open(&out_path, &tree)?;
     let out = Arc::clone(&dirs.root);
 
     // Outputs an existing receipt (verified with our key) vouches for, made

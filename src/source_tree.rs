@@ -30,6 +30,7 @@ use crate::error::{Error, Kind, Result};
 use crate::trust::statement::Sha256Hex;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, MetadataExt as _};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -44,6 +45,11 @@ const MAX_REF_BYTES: u64 = 64;
 /// (`utils/_shared_blobs.py`, `SHARED_BLOBS_LAYOUT_VERSION` "1").
 const SHARED_MARKER: &str = ".huggingface-shared-blobs";
 const SHARED_MARKER_CONTENT: &[u8] = b"1\n";
+/// A non-LFS file larger than this is not what the Hub stores (it refuses
+/// files over 10 MB outside LFS); hashing one while listing is refused.
+const MAX_GIT_BLOB_BYTES: u64 = 16 << 20;
+/// A folder holding this is another decant bundle, not part of the model.
+const RECEIPT_NAME: &str = "decant.intoto.jsonl";
 /// The cache directory prefix of a model repository.
 const REPO_PREFIX: &str = "models--";
 
@@ -102,6 +108,25 @@ impl TreeFile {
     }
 }
 
+/// A walk in progress.
+struct Walk {
+    /// A directory not to walk (the output directory inside the source).
+    skip: Option<FileId>,
+    entries: usize,
+    out: Listing,
+    /// Git blob names already checked, with their content's sha256: a
+    /// blob linked many times is read once.
+    blob_sha256: BTreeMap<String, Sha256Hex>,
+}
+
+fn out_left_alone(out: &mut Listing, rel: &str, is_dir: bool) {
+    out.left_alone.push(if is_dir {
+        format!("{rel}/")
+    } else {
+        rel.to_string()
+    });
+}
+
 /// What a walk found.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -119,8 +144,9 @@ struct Cache {
     /// The cache root's `blobs/`, if it is marked as a shared store.
     shared_blobs: Option<Dir>,
     shown_repo_blobs: PathBuf,
-    /// `models--ORG--NAME`, resolved: nothing is written beneath it.
-    repo_path: PathBuf,
+    /// The cache root (the repository's parent), resolved: nothing is
+    /// written beneath it.
+    cache_root: PathBuf,
 }
 
 /// A model directory to read.
@@ -168,22 +194,124 @@ fn file_name_of(p: &Path) -> Option<&str> {
     p.file_name().and_then(|n| n.to_str())
 }
 
+/// Where a path sits in a Hugging Face cache, judged by its names.
+enum CacheShape {
+    /// `models--ORG--NAME` holding `snapshots/`.
+    Repository(PathBuf),
+    /// `models--ORG--NAME/snapshots/<name>`.
+    Snapshot { repo: PathBuf, commit: String },
+}
+
+fn cache_shape(path: &Path) -> Option<CacheShape> {
+    let name = file_name_of(path)?;
+    let parent = path.parent();
+    let repo = parent.and_then(Path::parent);
+    if parent.and_then(file_name_of) == Some("snapshots") {
+        if let Some(repo) =
+            repo.filter(|r| file_name_of(r).is_some_and(|n| n.starts_with(REPO_PREFIX)))
+        {
+            return Some(CacheShape::Snapshot {
+                repo: repo.to_path_buf(),
+                commit: name.to_string(),
+            });
+        }
+    }
+    let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
+    (name.starts_with(REPO_PREFIX) && is_dir(&path.join("snapshots")))
+        .then(|| CacheShape::Repository(path.to_path_buf()))
+}
+
+/// The cache's repository directory names (huggingface_hub
+/// `REPO_TYPES_MAPPING`): decant converts only `models--`.
+fn is_cache_repository_name(name: &str) -> bool {
+    ["models--", "datasets--", "spaces--", "kernels--"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Refuses a plain-looking SRC that is part of a cache without being a
+/// model snapshot: a folder inside a snapshot, another repository type, a
+/// repository without snapshots, or the cache itself. Read as a plain
+/// directory, it would follow the cache's links unchecked and (with OUT
+/// defaulting to SRC) write into the cache.
+fn refuse_other_cache_parts(src: &Path, canonical: &Path) -> Result<()> {
+    let inside = canonical.ancestors().find(|a| {
+        file_name_of(a).is_some_and(is_cache_repository_name)
+            && ["blobs", "refs", "snapshots"]
+                .iter()
+                .any(|d| a.join(d).symlink_metadata().is_ok())
+    });
+    let holds_repositories = || {
+        std::fs::read_dir(canonical).ok().is_some_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                e.file_name().to_str().is_some_and(is_cache_repository_name)
+                    && e.path().join("snapshots").is_dir()
+            })
+        })
+    };
+    if let Some(repo) = inside {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} is part of the Hugging Face cache repository {}, not a model snapshot",
+                src.display(),
+                repo.display()
+            ),
+            "give a model's snapshot (models--ORG--NAME/snapshots/<commit>) or its models--ORG--NAME directory with -o OUT",
+        ));
+    }
+    if holds_repositories() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{} is a Hugging Face cache, not a model", src.display()),
+            "give one model's snapshot (models--ORG--NAME/snapshots/<commit>) with -o OUT",
+        ));
+    }
+    Ok(())
+}
+
+/// A cache repository directory is a directory, never a link: a link in
+/// the cache is cache content, and would lead the whole read elsewhere.
+fn refuse_linked(path: &Path, what: &str) -> Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) => Err(refused(
+            format!(
+                "{} ({what}) is {}, not a directory",
+                path.display(),
+                crate::open::kind_of(m.file_type())
+            ),
+            "huggingface_hub makes repository and snapshot directories, not links; download the model again",
+        )),
+        Err(e) => Err(Error::io(format!("cannot open {}", path.display()), &e)),
+    }
+}
+
 impl SourceTree {
     /// Opens SRC: a cache snapshot or repository (with `revision`), or a
     /// plain directory.
+    ///
+    /// What SRC is, is judged first on the path as given (made absolute,
+    /// links not resolved): a `snapshots/<commit>` that is itself a link
+    /// (cache content, which anyone with write access to the cache can
+    /// plant) must not turn the cache into a plain directory somewhere
+    /// else. Only if the path as given is no cache is it resolved, so a
+    /// link the user made to a snapshot still reads as the snapshot.
     pub fn open(src: &Path, revision: Option<&str>) -> Result<SourceTree> {
+        let given = std::path::absolute(src)
+            .map_err(|e| Error::io(format!("cannot open directory {}", src.display()), &e))?;
         let canonical = src
             .canonicalize()
             .map_err(|e| Error::io(format!("cannot open directory {}", src.display()), &e))?;
-        let name = file_name_of(&canonical).unwrap_or("");
-        let parent = canonical.parent();
-        let in_snapshots = parent.and_then(file_name_of) == Some("snapshots");
-        let grandparent = parent.and_then(Path::parent);
-        if name.starts_with(REPO_PREFIX) && canonical.join("snapshots").is_dir() {
-            return Self::open_repository(src, &canonical, revision.unwrap_or("main"));
-        }
-        if let (true, Some(repo)) = (in_snapshots, grandparent) {
-            if file_name_of(repo).is_some_and(|n| n.starts_with(REPO_PREFIX)) {
+        let shape = match cache_shape(&given) {
+            Some(shape) => Some(shape),
+            None => cache_shape(&canonical),
+        };
+        match shape {
+            Some(CacheShape::Repository(repo)) => {
+                Self::open_repository(src, &repo, revision.unwrap_or("main"))
+            }
+            Some(CacheShape::Snapshot { repo, commit }) => {
                 if revision.is_some() {
                     return Err(Error::new(
                         Kind::Usage,
@@ -194,38 +322,48 @@ impl SourceTree {
                         "give the models--ORG--NAME directory with --revision, or the snapshot without it",
                     ));
                 }
-                return Self::open_snapshot(src, &canonical, repo, name);
+                Self::open_snapshot(src, &repo, &commit)
+            }
+            None => {
+                if let Some(rev) = revision {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        format!(
+                            "--revision {} needs a Hugging Face cache repository, and {} is not one",
+                            crate::error::one_line(rev),
+                            src.display()
+                        ),
+                        "give the cache's models--ORG--NAME directory, or leave out --revision",
+                    ));
+                }
+                refuse_other_cache_parts(src, &canonical)?;
+                Ok(SourceTree {
+                    root: crate::output::open_dir(src)?,
+                    shown: src.to_path_buf(),
+                    cache: None,
+                    origin: None,
+                })
             }
         }
-        if let Some(rev) = revision {
-            return Err(Error::new(
-                Kind::Usage,
-                format!(
-                    "--revision {} needs a Hugging Face cache repository, and {} is not one",
-                    crate::error::one_line(rev),
-                    src.display()
-                ),
-                "give the cache's models--ORG--NAME directory, or leave out --revision",
-            ));
-        }
-        Ok(SourceTree {
-            root: crate::output::open_dir(src)?,
-            shown: src.to_path_buf(),
-            cache: None,
-            origin: None,
-        })
     }
 
     fn open_repository(src: &Path, repo_path: &Path, revision: &str) -> Result<SourceTree> {
+        refuse_linked(repo_path, "a cache repository")?;
         let repo = crate::output::open_dir(repo_path)?;
         let commit = if is_hex(revision, 40) {
             revision.to_string()
         } else {
+            if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!("--revision {revision} is a commit in upper case"),
+                    "commits are named in lower-case hex; pass it in lower case",
+                ));
+            }
             let safe = !revision.is_empty()
                 && Path::new(revision)
                     .components()
-                    .all(|c| matches!(c, Component::Normal(_)))
-                && !revision.contains('\0');
+                    .all(|c| matches!(c, Component::Normal(_)));
             if !safe {
                 return Err(Error::new(
                     Kind::Usage,
@@ -236,53 +374,16 @@ impl SourceTree {
                     "give a name such as main or refs/pr/1, or a 40-hex commit",
                 ));
             }
-            let at = src.join("refs").join(revision);
-            let file = match crate::open::regular_file_in(&repo, &format!("refs/{revision}"), src)
-            {
-                Ok(opened) => opened?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::new(
-                        Kind::Usage,
-                        format!(
-                            "{} has no revision {} (no {})",
-                            src.display(),
-                            crate::error::one_line(revision),
-                            at.display()
-                        ),
-                        "download that revision first (hf download ORG/NAME --revision REV), or pass its 40-hex commit",
-                    ))
-                }
-                Err(e) => return Err(Error::io(format!("cannot open {}", at.display()), &e)),
-            };
-            let bytes =
-                crate::open::read_bounded(file, MAX_REF_BYTES, &at, "a cache ref").map_err(|_| {
-                    refused(
-                        format!("{} does not hold a commit", at.display()),
-                        "a cache ref holds the 40-hex commit it points at; download the model again",
-                    )
-                })?;
-            match std::str::from_utf8(&bytes) {
-                Ok(s) if is_hex(s, 40) => s.to_string(),
-                _ => {
-                    return Err(refused(
-                        format!("{} does not hold a 40-hex commit", at.display()),
-                        "a cache ref holds the commit it points at; download the model again",
-                    ))
-                }
-            }
+            read_ref(&repo, src, revision)?
         };
-        let snapshot_path = repo_path.join("snapshots").join(&commit);
         let shown = src.join("snapshots").join(&commit);
-        match repo.symlink_metadata(format!("snapshots/{commit}")) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(refused(
-                    format!("{} is not a directory", shown.display()),
-                    "a cache snapshot is a directory of links; download the model again",
-                ))
-            }
-            Err(_) => {
-                return Err(Error::new(
+        Self::open_snapshot(&shown, repo_path, &commit).map_err(|e| {
+            if e.kind == Kind::Io
+                && repo
+                    .symlink_metadata(format!("snapshots/{commit}"))
+                    .is_err()
+            {
+                Error::new(
                     Kind::Usage,
                     format!(
                         "revision {} is commit {commit}, which has no snapshot in {}",
@@ -290,20 +391,17 @@ impl SourceTree {
                         src.display()
                     ),
                     "download it first (hf download ORG/NAME --revision REV)",
-                ))
+                )
+            } else {
+                e
             }
-        }
-        Self::open_snapshot(&shown, &snapshot_path, repo_path, &commit)
+        })
     }
 
-    /// A snapshot directory `root` of the repository `repo_path`; `shown`
-    /// is how messages name it.
-    fn open_snapshot(
-        shown: &Path,
-        root: &Path,
-        repo_path: &Path,
-        commit: &str,
-    ) -> Result<SourceTree> {
+    /// The snapshot `commit` of the repository at `repo_path`; `shown` is
+    /// how messages name it. The repository, its `snapshots/` and the
+    /// snapshot are opened without following links.
+    fn open_snapshot(shown: &Path, repo_path: &Path, commit: &str) -> Result<SourceTree> {
         let repo_name = file_name_of(repo_path).unwrap_or("");
         let repo_id = repo_id_from_dir(repo_name).ok_or_else(|| {
             refused(
@@ -320,24 +418,50 @@ impl SourceTree {
                 "give a directory under snapshots/, or the repository directory with --revision",
             ));
         }
+        refuse_linked(repo_path, "a cache repository")?;
         let repo = crate::output::open_dir(repo_path)?;
+        let io = |what: &str, e: std::io::Error| Error::io(format!("cannot open {what}"), &e);
+        for (at, what) in [
+            ("snapshots".to_string(), "the snapshots directory"),
+            (format!("snapshots/{commit}"), "the snapshot"),
+        ] {
+            match repo.symlink_metadata(&at) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) => {
+                    return Err(refused(
+                        format!(
+                            "{} ({what}) is {}, not a directory",
+                            repo_path.join(&at).display(),
+                            crate::open::kind_of_entry(m.file_type())
+                        ),
+                        "huggingface_hub makes snapshot directories, not links; download the model again",
+                    ))
+                }
+                Err(e) => return Err(io(&repo_path.join(&at).display().to_string(), e)),
+            }
+        }
+        let root = repo
+            .open_dir_nofollow("snapshots")
+            .and_then(|d| d.open_dir_nofollow(commit))
+            .map_err(|e| io(&shown.display().to_string(), e))?;
         let repo_blobs = match repo.symlink_metadata("blobs") {
             Ok(m) if m.is_dir() => Some(
                 repo.open_dir_nofollow("blobs")
-                    .map_err(|e| Error::io("cannot open the repository's blobs/", &e))?,
+                    .map_err(|e| io("the repository's blobs/", e))?,
             ),
             _ => None,
         };
-        let shared_blobs = repo_path
-            .parent()
-            .and_then(|cache| Dir::open_ambient_dir(cache, cap_std::ambient_authority()).ok())
+        let cache_root = repo_path.parent().unwrap_or(Path::new("/"));
+        let shared_blobs = Dir::open_ambient_dir(cache_root, cap_std::ambient_authority())
+            .ok()
             .and_then(|cache| {
                 if !cache.symlink_metadata("blobs").ok()?.is_dir() {
                     return None;
                 }
                 let blobs = cache.open_dir_nofollow("blobs").ok()?;
                 let marker =
-                    crate::open::regular_file_in(&blobs, SHARED_MARKER, Path::new("")).ok()?;
+                    crate::open::regular_file_nofollow(&blobs, SHARED_MARKER, Path::new(""))
+                        .ok()?;
                 let bytes = crate::open::read_bounded(
                     marker.ok()?,
                     SHARED_MARKER_CONTENT.len() as u64,
@@ -347,14 +471,17 @@ impl SourceTree {
                 .ok()?;
                 (bytes == SHARED_MARKER_CONTENT).then_some(blobs)
             });
+        let cache_root = cache_root
+            .canonicalize()
+            .map_err(|e| io(&cache_root.display().to_string(), e))?;
         Ok(SourceTree {
-            root: crate::output::open_dir(root)?,
+            root,
             shown: shown.to_path_buf(),
             cache: Some(Cache {
                 repo_blobs,
                 shared_blobs,
                 shown_repo_blobs: repo_path.join("blobs"),
-                repo_path: repo_path.to_path_buf(),
+                cache_root,
             }),
             origin: Some(Origin {
                 repo_id,
@@ -379,9 +506,9 @@ impl SourceTree {
         self.cache.is_some()
     }
 
-    /// The cache repository directory (resolved) a snapshot belongs to.
-    pub fn cache_repository(&self) -> Option<&Path> {
-        self.cache.as_ref().map(|c| c.repo_path.as_path())
+    /// The cache (resolved) a snapshot belongs to.
+    pub fn cache_root(&self) -> Option<&Path> {
+        self.cache.as_ref().map(|c| c.cache_root.as_path())
     }
 
     /// The root's identity, to tell whether an output directory is it.
@@ -392,23 +519,20 @@ impl SourceTree {
     /// Every file, recursively; `skip` is a directory not to walk (the
     /// output directory, when it is inside the source).
     pub fn list(&self, skip: Option<FileId>) -> Result<Listing> {
-        let mut listing = Listing::default();
-        let mut entries = 0;
-        self.walk(&self.root, "", 0, skip, &mut entries, &mut listing)?;
+        let mut walk = Walk {
+            skip,
+            entries: 0,
+            out: Listing::default(),
+            blob_sha256: BTreeMap::new(),
+        };
+        self.walk(&self.root, "", 0, &mut walk)?;
+        let mut listing = walk.out;
         listing.files.sort_by(|a, b| a.path.cmp(&b.path));
         listing.left_alone.sort();
         Ok(listing)
     }
 
-    fn walk(
-        &self,
-        dir: &Dir,
-        prefix: &str,
-        depth: usize,
-        skip: Option<FileId>,
-        entries: &mut usize,
-        out: &mut Listing,
-    ) -> Result<()> {
+    fn walk(&self, dir: &Dir, prefix: &str, depth: usize, walk: &mut Walk) -> Result<()> {
         let shown = |rel: &str| self.shown.join(rel);
         let io = |rel: &str, e: std::io::Error| {
             Error::io(format!("cannot read {}", shown(rel).display()), &e)
@@ -425,8 +549,8 @@ impl SourceTree {
         let mut names = Vec::new();
         for entry in dir.entries().map_err(|e| io(prefix, e))? {
             let entry = entry.map_err(|e| io(prefix, e))?;
-            *entries += 1;
-            if *entries > MAX_ENTRIES {
+            walk.entries += 1;
+            if walk.entries > MAX_ENTRIES {
                 return Err(Error::new(
                     Kind::Limit,
                     format!(
@@ -453,34 +577,40 @@ impl SourceTree {
             let rel = format!("{prefix}{name}");
             let meta = dir.symlink_metadata(&name).map_err(|e| io(&rel, e))?;
             let kind = meta.file_type();
-            if kind.is_dir() {
-                let not_model = (depth == 0 && name == ".git")
-                    || (depth == 1 && prefix == ".cache/" && name == "huggingface")
-                    || skip == Some((meta.dev(), meta.ino()));
-                if not_model {
-                    out.left_alone.push(format!("{rel}/"));
-                    continue;
-                }
+            // Not the model: a clone's git store (its LFS objects are the
+            // pickles under hash names), the metadata `hf download
+            // --local-dir` writes, the output directory, and another
+            // decant bundle (a folder holding its own receipt).
+            let not_model = (depth == 0 && name == ".git")
+                || (depth == 1 && prefix == ".cache/" && name == "huggingface")
+                || (kind.is_dir() && walk.skip == Some((meta.dev(), meta.ino())))
+                || (kind.is_dir()
+                    && dir
+                        .symlink_metadata(format!("{name}/{RECEIPT_NAME}"))
+                        .is_ok());
+            if not_model {
+                out_left_alone(&mut walk.out, &rel, kind.is_dir());
+            } else if kind.is_dir() {
                 let sub = dir.open_dir_nofollow(&name).map_err(|e| io(&rel, e))?;
-                self.walk(&sub, &format!("{rel}/"), depth + 1, skip, entries, out)?;
+                self.walk(&sub, &format!("{rel}/"), depth + 1, walk)?;
             } else if kind.is_file() {
                 let file = self.in_tree(dir, &name, &rel)?;
-                out.files
-                    .push(self.describe(file, rel, Location::InTree, None)?);
+                let f = self.describe(file, rel, Location::InTree, None, walk)?;
+                walk.out.files.push(f);
             } else if kind.is_symlink() {
                 match &self.cache {
                     Some(cache) => {
                         let (location, blob) = self.follow(cache, dir, &name, &rel, depth)?;
                         let file = self.open_at(&location, &rel)?;
-                        out.files
-                            .push(self.describe(file, rel, location, Some(blob))?);
+                        let f = self.describe(file, rel, location, Some(blob), walk)?;
+                        walk.out.files.push(f);
                     }
-                    None => match self.plain_link(dir, &name, &rel)? {
+                    None => match self.plain_link(&rel)? {
                         Some(file) => {
-                            out.files
-                                .push(self.describe(file, rel, Location::InTree, None)?);
+                            let f = self.describe(file, rel, Location::InTree, None, walk)?;
+                            walk.out.files.push(f);
                         }
-                        None => out.left_alone.push(format!("{rel}/")),
+                        None => out_left_alone(&mut walk.out, &rel, true),
                     },
                 }
             } else {
@@ -497,13 +627,14 @@ impl SourceTree {
         Ok(())
     }
 
-    /// A symlink in a plain directory: a file it leads to beneath the root
-    /// is read (cap-std refuses one leading out), a directory is left
-    /// alone (`None`).
-    fn plain_link(&self, dir: &Dir, name: &str, rel: &str) -> Result<Option<std::fs::File>> {
-        match dir.metadata(name) {
+    /// A symlink in a plain directory, resolved from the root (so
+    /// `sub/config.json -> ../config.json` stays inside): a file it leads
+    /// to beneath the root is read (cap-std refuses one leading out), a
+    /// directory is left alone (`None`).
+    fn plain_link(&self, rel: &str) -> Result<Option<std::fs::File>> {
+        match self.root.metadata(rel) {
             Ok(m) if m.is_dir() => Ok(None),
-            Ok(_) => self.in_tree(dir, name, rel).map(Some),
+            Ok(_) => self.in_tree(&self.root, rel, rel).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(refused(
                 format!(
                     "{} is a symlink leading outside the model directory",
@@ -660,9 +791,11 @@ impl SourceTree {
         let cache = self.cache.as_ref();
         let opened = match location {
             Location::InTree => return self.in_tree(&self.root, rel, rel),
-            Location::Blob(name) => match cache.and_then(|c| c.repo_blobs.as_ref()) {
-                Some(blobs) => crate::open::regular_file_nofollow(blobs, name, &shown),
-                None => return Err(Error::internal("a blob was listed without blobs/")),
+            Location::Blob(name) => match (cache, cache.and_then(|c| c.repo_blobs.as_ref())) {
+                (Some(c), Some(blobs)) => {
+                    crate::open::regular_file_nofollow(blobs, name, &c.shown_repo_blobs)
+                }
+                _ => return Err(Error::internal("a blob was listed without blobs/")),
             },
             Location::Shared { prefix, hash } => {
                 match cache.and_then(|c| c.shared_blobs.as_ref()) {
@@ -676,7 +809,7 @@ impl SourceTree {
             }
         };
         match opened {
-            Ok(file) => file,
+            Ok(file) => file.map_err(|e| Error::new(e.kind, e.message, LINK_HINT)),
             Err(e) => Err(refused(
                 format!(
                     "the blob {} links to cannot be opened as a regular file ({e})",
@@ -693,6 +826,7 @@ impl SourceTree {
         path: String,
         location: Location,
         blob: Option<String>,
+        walk: &mut Walk,
     ) -> Result<TreeFile> {
         let shown = self.shown.join(&path);
         let meta = file
@@ -704,7 +838,24 @@ impl SourceTree {
                     Error::internal("a checked blob name did not parse as a digest")
                 })?)
             }
-            Some(name) => Some(git_blob_checked(file, &name, &shown)?),
+            Some(name) => match walk.blob_sha256.get(&name) {
+                Some(sha) => Some(sha.clone()),
+                None => {
+                    if meta.len() > MAX_GIT_BLOB_BYTES {
+                        return Err(refused(
+                            format!(
+                                "{} is a {}-byte file stored outside LFS (its blob is named by a git SHA-1)",
+                                shown.display(),
+                                meta.len()
+                            ),
+                            "the Hub keeps files over 10 MB in LFS, named by sha256; download the model again",
+                        ));
+                    }
+                    let sha = git_blob_checked(file, &name, &shown)?;
+                    walk.blob_sha256.insert(name, sha.clone());
+                    Some(sha)
+                }
+            },
             None => None,
         };
         Ok(TreeFile {
@@ -749,6 +900,43 @@ impl SourceTree {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The commit `refs/<revision>` names: a regular file (never a link)
+/// holding exactly 40 lower-case hex digits.
+fn read_ref(repo: &Dir, src: &Path, revision: &str) -> Result<String> {
+    let at = src.join("refs").join(revision);
+    let bad = || {
+        refused(
+            format!("{} does not hold a 40-hex commit", at.display()),
+            "a cache ref is a file holding the commit it points at; download the model again",
+        )
+    };
+    let rel = format!("refs/{revision}");
+    let file = match repo.symlink_metadata(&rel) {
+        Ok(m) if m.is_file() => crate::open::regular_file_nofollow(repo, &rel, src)
+            .map_err(|e| Error::io(format!("cannot open {}", at.display()), &e))??,
+        Ok(_) => return Err(bad()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "{} has no revision {} (no {})",
+                    src.display(),
+                    crate::error::one_line(revision),
+                    at.display()
+                ),
+                "download that revision first (hf download ORG/NAME --revision REV)",
+            ))
+        }
+        Err(e) => return Err(Error::io(format!("cannot open {}", at.display()), &e)),
+    };
+    let bytes =
+        crate::open::read_bounded(file, MAX_REF_BYTES, &at, "a cache ref").map_err(|_| bad())?;
+    match std::str::from_utf8(&bytes) {
+        Ok(s) if is_hex(s, 40) => Ok(s.to_string()),
+        _ => Err(bad()),
     }
 }
 

@@ -398,9 +398,11 @@ fn cache_needs_an_output_outside_it() {
         ]);
         assert_eq!(run.code, 2, "{}: {}", inside.display(), run.stderr);
         run.assert_error_shape();
-        assert!(run
-            .stderr
-            .contains("inside the Hugging Face cache repository"));
+        assert!(
+            run.stderr.contains("inside the Hugging Face cache"),
+            "{}",
+            run.stderr
+        );
     }
     assert_eq!(cache.state(), before);
 }
@@ -612,4 +614,229 @@ fn nested_repositories_convert_in_every_subfolder() {
         assert!(subjects.contains(&"scheduler/scheduler_config.json"));
         assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
     }
+}
+
+/// Review findings (issue 11): a cache's own directories are never
+/// followed as links. A `snapshots/<commit>` (or `snapshots/`, or the
+/// repository) that is a link would otherwise lead the read to any
+/// directory, read as a plain one; the shared-store marker and a ref are
+/// files, never links.
+#[test]
+fn cache_directories_and_markers_that_are_links_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(work.path());
+    let victim = work.path().join("victim");
+    fs::create_dir_all(victim.join(".ssh")).unwrap();
+    fs::copy(
+        fixture("dirs/single/pytorch_model.bin"),
+        victim.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    fs::write(victim.join(".ssh/id_ed25519"), "PRIVATE").unwrap();
+    type Tamper = Box<dyn Fn(&HfCache)>;
+    let victim2 = victim.clone();
+    let victim3 = victim.clone();
+    let cases: Vec<(&str, Tamper, &str, i32)> = vec![
+        (
+            "the snapshot is a link",
+            Box::new(move |c: &HfCache| {
+                fs::remove_dir_all(c.snapshot()).unwrap();
+                std::os::unix::fs::symlink(&victim2, c.snapshot()).unwrap();
+            }),
+            "(the snapshot) is a symlink",
+            1,
+        ),
+        (
+            "snapshots/ is a link",
+            Box::new(move |c: &HfCache| {
+                let fake = c.root.join("fake");
+                fs::create_dir_all(&fake).unwrap();
+                std::os::unix::fs::symlink(&victim3, fake.join(COMMIT)).unwrap();
+                fs::remove_dir_all(c.repo.join("snapshots")).unwrap();
+                std::os::unix::fs::symlink(&fake, c.repo.join("snapshots")).unwrap();
+            }),
+            "(the snapshots directory) is a symlink",
+            1,
+        ),
+        (
+            "the shared-store marker is a link",
+            Box::new(|c: &HfCache| {
+                let marker = c.root.join("blobs/.huggingface-shared-blobs");
+                fs::write(c.root.join("elsewhere"), "1\n").unwrap();
+                fs::remove_file(&marker).unwrap();
+                std::os::unix::fs::symlink("../elsewhere", &marker).unwrap();
+            }),
+            "no shared-store marker",
+            1,
+        ),
+    ];
+    for (i, (case, tamper, needle, code)) in cases.iter().enumerate() {
+        let root = work.path().join(format!("hub{i}"));
+        let cache = sharded_cache(&root, Blobs::Shared);
+        tamper(&cache);
+        let out = work.path().join(format!("never{i}"));
+        let run = convert_text(&cache.snapshot(), &out, &key);
+        assert_eq!(run.code, *code, "{case}: {}", run.stderr);
+        run.assert_error_shape();
+        assert!(run.stderr.contains(needle), "{case}: {}", run.stderr);
+        assert!(!out.exists(), "{case}: output left behind");
+    }
+    // A ref that is a link (to /dev/zero, say) is refused, not read.
+    let cache = sharded_cache(&work.path().join("hubref"), Blobs::InRepo);
+    std::os::unix::fs::symlink("/dev/zero", cache.repo.join("refs/zero")).unwrap();
+    let out = work.path().join("neverref");
+    let run = decant(&[
+        "convert",
+        cache.repo.to_str().unwrap(),
+        "--revision",
+        "zero",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    run.assert_error_shape();
+    assert!(
+        run.stderr.contains("does not hold a 40-hex commit"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Review findings (issue 11): OUT anywhere in the cache is refused, also
+/// in the shared store or another repository, and also when it climbs
+/// there with `..` through directories that do not exist yet; and parts
+/// of a cache that are not a model snapshot are not read as plain
+/// directories (which would write into the cache by default).
+#[test]
+fn nothing_is_written_anywhere_in_the_cache() {
+    let work = tempfile::tempdir().unwrap();
+    let hub = work.path().join("hub");
+    let cache = sharded_cache(&hub, Blobs::Shared);
+    // A snapshot folder holding real files, as HF_HUB_DISABLE_SYMLINKS writes.
+    let unet = cache.snapshot().join("unet");
+    fs::create_dir_all(&unet).unwrap();
+    fs::copy(
+        fixture("dirs/single/pytorch_model.bin"),
+        unet.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let datasets = hub.join("datasets--acme--data/snapshots").join(COMMIT);
+    fs::create_dir_all(&datasets).unwrap();
+    fs::copy(
+        fixture("dirs/single/pytorch_model.bin"),
+        datasets.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let no_snapshots = hub.join("models--acme--bare");
+    fs::create_dir_all(no_snapshots.join("blobs")).unwrap();
+    fs::copy(
+        fixture("dirs/single/pytorch_model.bin"),
+        no_snapshots.join("pytorch_model.bin"),
+    )
+    .unwrap();
+    let before = cache.state();
+    let snapshot = cache.snapshot();
+    let s = snapshot.to_str().unwrap();
+    let climb = work
+        .path()
+        .join("nonexist/../hub/models--acme--tiny-gpt/evil");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                s.into(),
+                "-o".into(),
+                hub.join("blobs/out").display().to_string(),
+            ],
+            "inside the Hugging Face cache",
+        ),
+        (
+            vec![
+                s.into(),
+                "-o".into(),
+                hub.join("models--other--x/out").display().to_string(),
+            ],
+            "inside the Hugging Face cache",
+        ),
+        (
+            vec![s.into(), "-o".into(), climb.display().to_string()],
+            "contains ..",
+        ),
+        (vec![unet.display().to_string()], "not a model snapshot"),
+        (vec![datasets.display().to_string()], "not a model snapshot"),
+        (
+            vec![no_snapshots.display().to_string()],
+            "not a model snapshot",
+        ),
+        (
+            vec![hub.display().to_string()],
+            "is a Hugging Face cache, not a model",
+        ),
+    ];
+    for (args, needle) in &cases {
+        let mut all = vec!["convert"];
+        all.extend(args.iter().map(String::as_str));
+        let run = decant(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        run.assert_error_shape();
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+        assert_eq!(cache.state(), before, "{args:?}: the cache was written to");
+    }
+    assert!(!work.path().join("nonexist").exists());
+}
+
+/// Review findings (issue 11): a failed run removes every directory it
+/// created for OUT, parents included; an earlier decant bundle inside SRC
+/// is not part of the model; a link inside a plain directory is resolved
+/// from its root; a non-LFS blob larger than the Hub allows is refused
+/// before it is read.
+#[test]
+fn plain_directories_and_failed_runs_leave_no_trace() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    let bad = work.path().join("bad");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(bad.join("pytorch_model.bin"), "garbage").unwrap();
+    let out = work.path().join("n1/n2/out");
+    let run = convert_text(&bad, &out, &key);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        !work.path().join("n1").exists(),
+        "created parents left behind"
+    );
+
+    let src = work.path().join("model");
+    crate::common::copy_fixture_dir("dirs/single", &src, None);
+    fs::create_dir_all(src.join("sub")).unwrap();
+    std::os::unix::fs::symlink("../config.json", src.join("sub/config.json")).unwrap();
+    let first = src.join("converted");
+    assert_eq!(convert_text(&src, &first, &key).code, 0);
+    let again = work.path().join("again");
+    let run = convert_signed(&src, &again, &key, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(
+        summary["directory"]["left_alone"],
+        serde_json::json!(["converted/"])
+    );
+    assert_eq!(
+        fs::read(again.join("sub/config.json")).unwrap(),
+        fs::read(src.join("config.json")).unwrap()
+    );
+    assert_eq!(verify_dir(&again, &public, &[]), (0, vec![]));
+
+    // A 40-hex (git) blob of 17 MiB: the Hub keeps such files in LFS.
+    let cache = sharded_cache(&work.path().join("hub"), Blobs::InRepo);
+    let big = vec![b' '; 17 << 20];
+    let name = crate::common::git_blob_sha1(&big);
+    fs::write(cache.repo.join("blobs").join(&name), &big).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{name}"),
+        cache.snapshot().join("big.txt"),
+    )
+    .unwrap();
+    let out = work.path().join("neverbig");
+    let run = convert_text(&cache.snapshot(), &out, &key);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("stored outside LFS"), "{}", run.stderr);
+    assert!(!out.exists());
 }
