@@ -968,19 +968,29 @@ fn empty_view_of_non_empty_storage_kept() {
 }
 
 #[test]
-fn exact_alias_keeps_alphabetically_first_name() {
-    // Tied weights: one copy under the first name, the other recorded in __metadata__.
+fn exact_alias_keeps_the_first_name_in_the_checkpoints_order() {
+    // Tied weights: one copy under the name the state dict lists first
+    // (issue 11: transformers 4.x loads `transformer.wte.weight`, listed
+    // before `lm_head.weight`, and cannot load the pair stored under the
+    // alphabetically first `lm_head.weight`); the others in __metadata__.
     let t = f32_tensor("0", 4, 0, &[2, 2], &[2, 1]);
     let (report, out) = convert_views(
-        vec![("z.tied", t.clone()), ("b", t.clone()), ("a", t)],
+        vec![
+            ("transformer.wte.weight", t.clone()),
+            ("b", t.clone()),
+            ("lm_head.weight", t),
+        ],
         &[1.0, 2.0, 3.0, 4.0],
     );
-    let json = r#"{"__metadata__":{"b":"a","format":"pt","z.tied":"a"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    let json = r#"{"__metadata__":{"b":"transformer.wte.weight","format":"pt","lm_head.weight":"transformer.wte.weight"},"transformer.wte.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
     assert_eq!(out, safetensors(json, &data0()));
-    let expected: BTreeMap<String, String> = [("b", "a"), ("z.tied", "a")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let expected: BTreeMap<String, String> = [
+        ("b", "transformer.wte.weight"),
+        ("lm_head.weight", "transformer.wte.weight"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     assert_eq!(report.aliases, expected);
     assert_eq!(report.tensors, 1);
 }
@@ -1012,7 +1022,7 @@ fn alias_named_format_refused() {
     let t = f32_tensor("0", 4, 0, &[4], &[1]);
     refused(
         &zip_of(
-            dict_pickle(vec![("format", t.clone()), ("a", t)]),
+            dict_pickle(vec![("a", t.clone()), ("format", t)]),
             &[("0", data0())],
         ),
         Unsupported,

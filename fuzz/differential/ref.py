@@ -239,7 +239,7 @@ def describe(obj, mode):
     aliases = {}
     for members in groups.values():
         if len(members) > 1:
-            kept = min(members)
+            kept = members[0]  # the first in the state dict's order
             for m in members:
                 if m != kept:
                     aliases[m] = kept

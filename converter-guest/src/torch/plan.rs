@@ -6,9 +6,18 @@
 //! - Nested dicts flatten with `.`; integer keys become decimal strings.
 //! - Non-tensor values are dropped and reported.
 //! - Exact aliases (same storage, offset, shape, stride, dtype) keep the
-//!   alphabetically first name; the others are recorded as
+//!   name that comes first in the checkpoint's own order (the state dict's
+//!   insertion order, flattened depth-first); the others are recorded as
 //!   `__metadata__[removed] = kept`. Other views of a shared storage are
 //!   written as their own contiguous tensors.
+//!
+//!   Why first, not alphabetically first: a module's state dict lists the
+//!   input embedding before the output head it is tied to
+//!   (`transformer.wte.weight` before `lm_head.weight`, `shared.weight`
+//!   before `encoder.embed_tokens.weight`), and the name listed first is
+//!   the one transformers keeps (`_tied_weights_keys` names the later ones)
+//!   and needs to load: transformers 4.x given only `lm_head.weight` leaves
+//!   the embedding unloaded without an error.
 
 use super::Parsed;
 use crate::dtype::DType;
@@ -138,10 +147,10 @@ pub fn plan(parsed: &Parsed) -> Result<Plan> {
         };
         groups.entry(key).or_default().push(&e.name);
     }
-    // Names are distinct (checked above): each group keeps the one that
-    // sorts first.
+    // Names are distinct (checked above), and each group lists them in the
+    // checkpoint's order: each keeps its first.
     for members in groups.values() {
-        let Some(&kept) = members.iter().min() else {
+        let Some(&kept) = members.first() else {
             continue;
         };
         for &name in members.iter().filter(|&&name| name != kept) {
