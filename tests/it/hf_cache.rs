@@ -840,3 +840,73 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
     assert!(run.stderr.contains("stored outside LFS"), "{}", run.stderr);
     assert!(!out.exists());
 }
+
+/// Issue 11: real repositories as transformers 4.x, diffusers, PEFT and
+/// sentence-transformers write them (`fixtures/repos/`, made by those
+/// libraries) convert to exactly their expected files, copy everything
+/// else, exclude Trainer's state, and verify; read as plain directories and
+/// as cache snapshots alike. (`tests/e2e/hf_load.py` loads the outputs in
+/// the libraries themselves.)
+#[test]
+fn hugging_face_repositories_convert_to_their_references() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(fixture("repos/manifest.json")).unwrap()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(work.path());
+    for (name, entry) in manifest.as_object().unwrap() {
+        let source = fixture(entry["source"].as_str().unwrap());
+        let expected = fixture(entry["expected"].as_str().unwrap());
+        let mut want: Vec<String> = files_under(&expected);
+        want.extend(
+            entry["copied"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string()),
+        );
+        want.push("decant.intoto.jsonl".into());
+        want.sort();
+        let excluded: Vec<&str> = entry["excluded"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let cache = HfCache::build(
+            &work.path().join(format!("hub-{name}")),
+            entry["repo_id"].as_str().unwrap(),
+            &source,
+            Blobs::Shared,
+        );
+        for (i, from) in [source.clone(), cache.snapshot()].into_iter().enumerate() {
+            let out = work.path().join(format!("{name}-{i}"));
+            let run = convert_signed(&from, &out, &key, &[]);
+            assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+            assert_eq!(files_under(&out), want, "{name}");
+            for rel in files_under(&expected) {
+                assert_eq!(
+                    fs::read(out.join(&rel)).unwrap(),
+                    fs::read(expected.join(&rel)).unwrap(),
+                    "{name}: {rel}"
+                );
+            }
+            for c in entry["copied"].as_array().unwrap() {
+                let rel = c.as_str().unwrap();
+                assert_eq!(
+                    fs::read(out.join(rel)).unwrap(),
+                    fs::read(source.join(rel)).unwrap(),
+                    "{name}: {rel}"
+                );
+            }
+            let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+            let listed: Vec<&str> = summary["directory"]["excluded"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(listed, excluded, "{name}");
+            assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]), "{name}");
+        }
+    }
+}
