@@ -215,7 +215,7 @@ fn usage_error(rendered: &str, subcommand: Option<&str>) -> Error {
 }
 
 fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
-    Sandbox::new(crate::guest::WASM, Policy::from_option(policy.as_deref())?)
+    Sandbox::new(Policy::from_option(policy.as_deref())?)
 }
 
 fn run(command: Command) -> Result<ExitCode> {

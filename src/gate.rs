@@ -211,7 +211,7 @@ fn reproduction(args: &Args, s: &Statement) -> Result<std::result::Result<Sandbo
             policy.sha256
         ));
     }
-    Ok(Ok(Sandbox::new(guest::WASM, policy)?))
+    Ok(Ok(Sandbox::new(policy)?))
 }
 
 fn refused_again(source: &Path, e: &Error) -> Check {

@@ -10,6 +10,20 @@ use crate::trust::statement::Sha256Hex;
 /// The converter module.
 pub const WASM: &[u8] = include_bytes!("../converter-guest/dist/decant_guest.wasm");
 
+/// [`WASM`] compiled ahead of time for this target by `decant-precompile`
+/// (see `converter-guest/build-wasm.sh`); loaded by the sandbox, so the
+/// binary needs no compiler. The receipt still names [`WASM`]'s sha256.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub const COMPILED: &[u8] =
+    include_bytes!("../converter-guest/dist/decant_guest.x86_64-unknown-linux-gnu.cwasm");
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!(
+    "no precompiled converter for this target: add it to TARGETS in src/bin/precompile.rs and run converter-guest/build-wasm.sh"
+);
+
+/// The target triples a compiled converter is committed for.
+pub const TARGETS: &[&str] = &["x86_64-unknown-linux-gnu"];
+
 /// sha256 of [`WASM`].
 pub fn sha256() -> Sha256Hex {
     Sha256Hex::of(WASM)

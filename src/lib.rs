@@ -17,7 +17,8 @@
 //! - [`policy`]: the sandbox policy file.
 //! - [`validate`]: checks of the guest's safetensors output.
 //! - [`output`]: temp files and atomic publication.
-//! - [`guest`]: the embedded converter.
+//! - [`guest`]: the embedded converter, as wasm (what receipts name) and
+//!   compiled ahead of time (what runs).
 //! - [`receipt`]: the statement for a conversion, signed, staged and
 //!   published after the outputs it covers.
 //! - [`trust`]: the trust core, separable from the sandbox: keys, DSSE,
@@ -26,7 +27,9 @@
 //! - `served`: a directory as it will be served (what `verify DIR` covers).
 //! - `gate`: `decant verify`, the promotion gate (inputs, `--source DIR`,
 //!   `--reproduce`).
-#![forbid(unsafe_code)]
+// No unsafe code but one function: loading the converter compiled ahead
+// of time (`sandbox::load_compiled_converter`, with its SAFETY argument).
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod convert;

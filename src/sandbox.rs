@@ -202,11 +202,17 @@ fn start_ticker(engine: &Engine) -> Ticker {
     Ticker { stop }
 }
 
-/// The engine configuration; every setting is deliberate.
+/// The engine configuration; every setting is deliberate. The one
+/// definition for the engine that runs the converter and the one that
+/// compiles it ahead of time ([`precompile`]): wasmtime refuses a compiled
+/// module whose settings differ from the engine loading it.
 fn config(policy: &Policy) -> Config {
     let mut c = Config::new();
     c.consume_fuel(true);
     c.epoch_interruption(true);
+    // A code-generation setting: it is baked into the compiled converter,
+    // so the runtime-only engine needs (and has) no switch for it.
+    #[cfg(feature = "jit")]
     c.cranelift_nan_canonicalization(true);
     c.wasm_simd(false);
     c.wasm_relaxed_simd(false);
@@ -222,6 +228,39 @@ fn config(policy: &Policy) -> Config {
     c
 }
 
+/// The converter compiled ahead of time for `target` (a target triple),
+/// for a baseline CPU of that architecture (no host feature detection), so
+/// the artifact is the same wherever it is built. `decant-precompile`
+/// writes it to `converter-guest/dist/`; CI rebuilds and compares it.
+#[cfg(feature = "jit")]
+pub fn precompile(wasm: &[u8], target: &str) -> Result<Vec<u8>> {
+    let policy = Policy::default_policy()?;
+    let mut c = config(&policy);
+    c.target(target)
+        .map_err(|e| Error::internal(format!("cannot compile for {target}: {e}")))?;
+    let engine =
+        Engine::new(&c).map_err(|e| Error::internal(format!("cannot configure wasmtime: {e}")))?;
+    engine
+        .precompile_module(wasm)
+        .map_err(|e| guest_error(format!("the converter module does not compile: {e}")))
+}
+
+/// Loads the converter compiled ahead of time ([`crate::guest::COMPILED`]).
+#[allow(unsafe_code)]
+fn load_compiled_converter(engine: &Engine) -> Result<Module> {
+    // SAFETY: `Module::deserialize` runs the bytes as machine code, so they
+    // must be what wasmtime's own `precompile_module` wrote. These are:
+    // `guest::COMPILED` is compiled into this binary with `include_bytes!`
+    // from `converter-guest/dist/`, never read from input; that file is
+    // written by `decant-precompile` from `guest::WASM` with this exact
+    // wasmtime (pinned `=48.0.8`) and [`config`]; CI rebuilds it and fails
+    // if a byte differs, and a test compiles `guest::WASM` again and
+    // requires the same bytes. wasmtime still checks the header (version,
+    // target, settings) and refuses a mismatch with an error.
+    unsafe { Module::deserialize(engine, crate::guest::COMPILED) }
+        .map_err(|e| guest_error(format!("the compiled converter cannot be loaded: {e}")))
+}
+
 fn guest_error(message: impl Into<String>) -> Error {
     Error::new(
         Kind::Internal,
@@ -231,13 +270,29 @@ fn guest_error(message: impl Into<String>) -> Error {
 }
 
 impl Sandbox {
-    /// Compiles `wasm` under `policy`, refusing a module that imports
-    /// anything beyond the `decant` ABI.
-    pub fn new(wasm: &[u8], policy: Policy) -> Result<Self> {
+    /// The embedded converter under `policy`: loaded precompiled, no
+    /// compiler involved.
+    pub fn new(policy: Policy) -> Result<Self> {
+        let engine = Engine::new(&config(&policy))
+            .map_err(|e| Error::internal(format!("cannot configure wasmtime: {e}")))?;
+        let module = load_compiled_converter(&engine)?;
+        Self::with_module(engine, module, policy)
+    }
+
+    /// Compiles `wasm` (a guest of the caller's, such as a test's) under
+    /// `policy`.
+    #[cfg(feature = "jit")]
+    pub fn from_wasm(wasm: &[u8], policy: Policy) -> Result<Self> {
         let engine = Engine::new(&config(&policy))
             .map_err(|e| Error::internal(format!("cannot configure wasmtime: {e}")))?;
         let module = Module::new(&engine, wasm)
             .map_err(|e| guest_error(format!("the converter module does not compile: {e}")))?;
+        Self::with_module(engine, module, policy)
+    }
+
+    /// Refuses a module that imports anything beyond the `decant` ABI, and
+    /// links it.
+    fn with_module(engine: Engine, module: Module, policy: Policy) -> Result<Self> {
         check_imports(&module)?;
         let mut linker: Linker<Host> = Linker::new(&engine);
         define_imports(&mut linker)?;

@@ -32,7 +32,7 @@ fn policy(edit: impl FnOnce(&mut serde_json::Value)) -> Policy {
 /// Runs a full conversion of a real fixture with the given guest; returns
 /// the error and checks nothing was left in the output directory.
 fn convert_err(wasm: &[u8], policy: Policy) -> decant::error::Error {
-    let sandbox = Sandbox::new(wasm, policy).expect("module accepted");
+    let sandbox = Sandbox::from_wasm(wasm, policy).expect("module accepted");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");
     let err = convert::convert(
@@ -51,6 +51,26 @@ fn convert_err(wasm: &[u8], policy: Policy) -> decant::error::Error {
         only_files(dir.path())
     );
     err
+}
+
+/// Issue 12: the converter the binary runs, compiled ahead of time, is
+/// exactly what this wasmtime makes from the committed wasm that receipts
+/// name, for every supported target (so a stale or swapped artifact fails
+/// here and in CI's `decant-precompile --check`).
+#[test]
+fn compiled_converter_is_made_from_exactly_the_committed_wasm() {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("converter-guest/dist");
+    for target in decant::guest::TARGETS {
+        let again = decant::sandbox::precompile(decant::guest::WASM, target).unwrap();
+        let committed = std::fs::read(dist.join(format!("decant_guest.{target}.cwasm"))).unwrap();
+        assert!(
+            again == committed,
+            "{target}: the committed artifact is stale"
+        );
+    }
+    // And the binary embeds the host target's artifact.
+    let host = decant::sandbox::precompile(decant::guest::WASM, decant::guest::TARGETS[0]).unwrap();
+    assert!(host == decant::guest::COMPILED);
 }
 
 #[test]
@@ -79,7 +99,7 @@ fn guest_importing_wasi_is_refused_before_it_runs() {
           (func (export "inspect") (result i32) (i32.const 0)))"#,
     )
     .unwrap();
-    let err = Sandbox::new(&wasm, Policy::default_policy().unwrap())
+    let err = Sandbox::from_wasm(&wasm, Policy::default_policy().unwrap())
         .err()
         .unwrap();
     assert_eq!(err.kind, Kind::Internal);
@@ -100,7 +120,7 @@ fn guest_importing_an_unknown_decant_function_is_refused() {
           (func (export "inspect") (result i32) (i32.const 0)))"#,
     )
     .unwrap();
-    let err = Sandbox::new(&wasm, Policy::default_policy().unwrap())
+    let err = Sandbox::from_wasm(&wasm, Policy::default_policy().unwrap())
         .err()
         .unwrap();
     assert!(err.message.contains("decant::open_file"), "{}", err.message);
