@@ -284,13 +284,13 @@ fn directory_source_check(s: &Verified<Statement>, source: &Path) -> Result<Chec
     let files: std::collections::BTreeMap<&str, &crate::source_tree::TreeFile> =
         listing.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut problems = Vec::new();
-    let here = tree.origin().map(|o| o.purl());
+    let here = tree.origin().map(|o| &o.purl);
     let mut count = 0;
     for (dep, _) in s.sources() {
         count += 1;
         let want = &dep.digest.sha256;
         if let (Some(named), Some(here)) = (&dep.uri, &here) {
-            if named.as_str() != here {
+            if named != *here {
                 problems.push(format!(
                     "{} comes from {named} by the receipt, {} is {here}",
                     dep.name,

@@ -82,6 +82,9 @@ pub struct IndexPlan {
     pub source: TreeFile,
     pub output: String,
     pub index: SourceIndex,
+    /// The shard file names its `weight_map` values name (plain names,
+    /// beside the index), each once.
+    pub shards: BTreeSet<String>,
     /// Of the bytes parsed.
     pub sha256: Sha256Hex,
 }
@@ -151,7 +154,7 @@ pub struct DirConverted {
     #[serde(serialize_with = "crate::render::lossy_path")]
     pub source: PathBuf,
     /// The repository revision read, for a Hugging Face cache snapshot.
-    pub origin: Option<String>,
+    pub origin: Option<RevisionPurl>,
     #[serde(serialize_with = "crate::render::lossy_path")]
     pub output: PathBuf,
     pub converted: Vec<Converted>,
@@ -233,10 +236,15 @@ pub fn plan(tree: &SourceTree, listing: Listing) -> Result<Plan> {
             plan.excluded.push((f, reason));
         } else if let Some(out) = index_output(&name) {
             let (index, sha256) = read_index(tree, &f)?;
+            let shards = index_shards(&index)?
+                .into_iter()
+                .map(str::to_string)
+                .collect();
             plan.indexes.push(IndexPlan {
                 output: join(f.dir(), &out),
                 source: f,
                 index,
+                shards,
                 sha256,
             });
         } else if is_checkpoint(&name) {
@@ -273,7 +281,7 @@ pub fn plan(tree: &SourceTree, listing: Listing) -> Result<Plan> {
         }
     }
     for ix in &plan.indexes {
-        for shard in index_shards(&ix.index)? {
+        for shard in &ix.shards {
             let path = join(ix.source.dir(), shard);
             if !plan.files.iter().any(|f| f.source.path == path) {
                 let what = if plan.copied.iter().any(|f| f.path == path)
@@ -355,7 +363,6 @@ fn read_index(tree: &SourceTree, f: &TreeFile) -> Result<(SourceIndex, Sha256Hex
         }
     })?;
     drop(bytes);
-    index_shards(&index)?;
     Ok((index, sha))
 }
 
@@ -970,7 +977,7 @@ pub fn convert_dir(
     let mut index_pending = Vec::new();
     for ix in &plan.indexes {
         let mut total: u64 = 0;
-        for shard in index_shards(&ix.index)? {
+        for shard in &ix.shards {
             let output = join(ix.source.dir(), &output_name(shard));
             total += data.get(output.as_str()).copied().unwrap_or(0);
         }
@@ -1030,7 +1037,7 @@ pub fn convert_dir(
         .iter()
         .map(|(f, sha, _)| (f.path.clone(), sha.clone()))
         .collect();
-    let origin = tree.origin().map(|o| o.purl());
+    let origin = tree.origin().map(|o| o.purl.clone());
 
     // The receipt, staged before anything is published.
     let receipt_pending = match &opts.key {
@@ -1086,7 +1093,7 @@ pub fn convert_dir(
                 sources,
                 excluded,
                 source_param: dir_name,
-                origin: origin.as_deref().and_then(RevisionPurl::parse),
+                origin: origin.clone(),
                 converter_sha256: guest::sha256(),
                 policy: sandbox.policy(),
                 strict: opts.strict,

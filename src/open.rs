@@ -19,47 +19,50 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
+/// The name of the first kind that holds, for messages: file, directory,
+/// symlink, FIFO, character device, block device, socket.
+fn kind_name(holds: [bool; 7]) -> &'static str {
+    const NAMES: [&str; 7] = [
+        "a regular file",
+        "a directory",
+        "a symlink",
+        "a FIFO",
+        "a character device",
+        "a block device",
+        "a socket",
+    ];
+    holds
+        .iter()
+        .zip(NAMES)
+        .find_map(|(&h, name)| h.then_some(name))
+        .unwrap_or("not a regular file")
+}
+
 /// What kind of file this is, for messages.
 pub fn kind_of(t: std::fs::FileType) -> &'static str {
-    if t.is_file() {
-        "a regular file"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symlink"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
+    kind_name([
+        t.is_file(),
+        t.is_dir(),
+        t.is_symlink(),
+        t.is_fifo(),
+        t.is_char_device(),
+        t.is_block_device(),
+        t.is_socket(),
+    ])
 }
 
 /// [`kind_of`] for an entry seen beneath a directory handle.
 pub fn kind_of_entry(t: cap_std::fs::FileType) -> &'static str {
     use cap_std::fs::FileTypeExt as _;
-    if t.is_file() {
-        "a regular file"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symlink"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
+    kind_name([
+        t.is_file(),
+        t.is_dir(),
+        t.is_symlink(),
+        t.is_fifo(),
+        t.is_char_device(),
+        t.is_block_device(),
+        t.is_socket(),
+    ])
 }
 
 fn regular(file: File, shown: &Path, kind: Kind) -> Result<File> {
@@ -100,9 +103,19 @@ pub fn regular_file(path: &Path) -> Result<File> {
 /// a regular file, or a refusal naming what it is instead, since the
 /// directory's contents are input.
 pub fn regular_file_in(dir: &Dir, name: &str, shown: &Path) -> std::io::Result<Result<File>> {
+    open_in(dir, name, shown, libc::O_NONBLOCK)
+}
+
+/// [`regular_file_in`] that does not follow a final symlink: for the blobs
+/// of a Hugging Face cache, whose links decant checks itself.
+pub fn regular_file_nofollow(dir: &Dir, name: &str, shown: &Path) -> std::io::Result<Result<File>> {
+    open_in(dir, name, shown, libc::O_NONBLOCK | libc::O_NOFOLLOW)
+}
+
+fn open_in(dir: &Dir, name: &str, shown: &Path, flags: i32) -> std::io::Result<Result<File>> {
     let mut opts = cap_std::fs::OpenOptions::new();
     opts.read(true);
-    cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK);
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, flags);
     let file = dir.open_with(name, &opts)?.into_std();
     Ok(regular(file, &shown.join(name), Kind::Refused))
 }
@@ -124,14 +137,4 @@ pub fn read_bounded(file: File, max: u64, shown: &Path, what: &str) -> Result<Ve
         ));
     }
     Ok(bytes)
-}
-
-/// [`regular_file_in`] that does not follow a final symlink: for the blobs
-/// of a Hugging Face cache, whose links decant checks itself.
-pub fn regular_file_nofollow(dir: &Dir, name: &str, shown: &Path) -> std::io::Result<Result<File>> {
-    let mut opts = cap_std::fs::OpenOptions::new();
-    opts.read(true);
-    cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK | libc::O_NOFOLLOW);
-    let file = dir.open_with(name, &opts)?.into_std();
-    Ok(regular(file, &shown.join(name), Kind::Refused))
 }

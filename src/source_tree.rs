@@ -27,7 +27,7 @@
 //! hashes the file anyway ([`SourceTree::sha256`], [`SourceTree::confirm`]).
 
 use crate::error::{Error, Kind, Result};
-use crate::trust::statement::Sha256Hex;
+use crate::trust::statement::{is_hub_name, RevisionPurl, Sha256Hex};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, MetadataExt as _};
 use std::collections::BTreeMap;
@@ -62,15 +62,8 @@ pub type FileId = (u64, u64);
 pub struct Origin {
     /// `ORG/NAME`, or `NAME` for repositories without an owner.
     pub repo_id: String,
-    /// The 40-hex commit.
-    pub commit: String,
-}
-
-impl Origin {
-    /// The package URL naming this revision: `pkg:huggingface/ORG/NAME@<commit>`.
-    pub fn purl(&self) -> String {
-        format!("pkg:huggingface/{}@{}", self.repo_id, self.commit)
-    }
+    /// This revision as a package URL, `pkg:huggingface/ORG/NAME@<commit>`.
+    pub purl: RevisionPurl,
 }
 
 /// How a listed file is reached.
@@ -168,24 +161,15 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A repository id as the Hub allows it (huggingface_hub
-/// `validate_repo_id`): one optional owner, names of `[A-Za-z0-9._-]`, no
-/// `--` or `..`, not starting or ending with `-` or `.`.
+/// The repository id a cache directory name stands for
+/// (huggingface_hub's `repo_folder_name` writes `models--OWNER--NAME`), if
+/// the Hub allows it ([`is_hub_name`]).
 fn repo_id_from_dir(dir_name: &str) -> Option<String> {
     let rest = dir_name.strip_prefix(REPO_PREFIX)?;
     let parts: Vec<&str> = rest.split("--").collect();
-    let ok = |p: &&str| {
-        !p.is_empty()
-            && p.len() <= 96
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            && !p.starts_with(['-', '.'])
-            && !p.ends_with(['-', '.'])
-            && !p.contains("..")
-    };
     match parts.as_slice() {
-        [name] if ok(name) => Some((*name).to_string()),
-        [owner, name] if ok(owner) && ok(name) => Some(format!("{owner}/{name}")),
+        [name] if is_hub_name(name) => Some((*name).to_string()),
+        [owner, name] if is_hub_name(owner) && is_hub_name(name) => Some(format!("{owner}/{name}")),
         _ => None,
     }
 }
@@ -409,7 +393,7 @@ impl SourceTree {
                 "convert a snapshot of a Hugging Face cache, or copy the files into a plain directory",
             )
         })?;
-        if !is_hex(commit, 40) {
+        let Some(purl) = RevisionPurl::new(&repo_id, commit) else {
             return Err(refused(
                 format!(
                     "{} is not a snapshot: its name is not a 40-hex commit",
@@ -417,7 +401,7 @@ impl SourceTree {
                 ),
                 "give a directory under snapshots/, or the repository directory with --revision",
             ));
-        }
+        };
         refuse_linked(repo_path, "a cache repository")?;
         let repo = crate::output::open_dir(repo_path)?;
         let io = |what: &str, e: std::io::Error| Error::io(format!("cannot open {what}"), &e);
@@ -483,10 +467,7 @@ impl SourceTree {
                 shown_repo_blobs: repo_path.join("blobs"),
                 cache_root,
             }),
-            origin: Some(Origin {
-                repo_id,
-                commit: commit.to_string(),
-            }),
+            origin: Some(Origin { repo_id, purl }),
         })
     }
 
@@ -635,17 +616,27 @@ impl SourceTree {
         match self.root.metadata(rel) {
             Ok(m) if m.is_dir() => Ok(None),
             Ok(_) => self.in_tree(&self.root, rel, rel).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(refused(
-                format!(
-                    "{} is a symlink leading outside the model directory",
-                    self.shown.join(rel).display()
-                ),
+            Err(e) => Err(self.open_error(rel, &e)),
+        }
+    }
+
+    /// Why `rel` could not be opened beneath the root: cap-std's refusal
+    /// to follow a link out of it is the input's fault; anything else
+    /// (a file the user may not read, say) is an I/O error.
+    fn open_error(&self, rel: &str, e: &std::io::Error) -> Error {
+        let shown = self.shown.join(rel);
+        if e.kind() == std::io::ErrorKind::PermissionDenied
+            && self
+                .root
+                .symlink_metadata(rel)
+                .is_ok_and(|m| m.is_symlink())
+        {
+            refused(
+                format!("{} is a symlink leading outside the model directory", shown.display()),
                 "copy the files into the directory (e.g. download with --local-dir) instead of linking outside it",
-            )),
-            Err(e) => Err(Error::io(
-                format!("cannot open {}", self.shown.join(rel).display()),
-                &e,
-            )),
+            )
+        } else {
+            Error::io(format!("cannot open {}", shown.display()), e)
         }
     }
 
@@ -660,17 +651,7 @@ impl SourceTree {
         };
         match opened {
             Ok(opened) => opened,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(refused(
-                format!(
-                    "{} is a symlink leading outside the model directory",
-                    self.shown.join(rel).display()
-                ),
-                "copy the files into the directory (e.g. download with --local-dir) instead of linking outside it",
-            )),
-            Err(e) => Err(Error::io(
-                format!("cannot open {}", self.shown.join(rel).display()),
-                &e,
-            )),
+            Err(e) => Err(self.open_error(rel, &e)),
         }
     }
 
@@ -1004,13 +985,11 @@ mod tests {
 
     #[test]
     fn purl_names_repository_and_commit() {
-        let o = Origin {
-            repo_id: "org/name".into(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        };
+        let commit = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(
-            o.purl(),
+            RevisionPurl::new("org/name", commit).unwrap().as_str(),
             "pkg:huggingface/org/name@0123456789abcdef0123456789abcdef01234567"
         );
+        assert_eq!(RevisionPurl::new("org/name", "main"), None);
     }
 }

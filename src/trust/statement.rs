@@ -191,30 +191,39 @@ pub struct Dependency {
 #[serde(transparent)]
 pub struct RevisionPurl(String);
 
+/// A repository owner or name as the Hub allows it (huggingface_hub
+/// `validate_repo_id`): `[A-Za-z0-9._-]`, at most 96, no `--` or `..`, not
+/// starting or ending with `-` or `.`.
+pub fn is_hub_name(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 96
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !p.starts_with(['-', '.'])
+        && !p.ends_with(['-', '.'])
+        && !p.contains("..")
+        && !p.contains("--")
+}
+
 impl RevisionPurl {
-    /// From a repository id and a commit, both as the Hub allows them.
-    pub fn parse(s: &str) -> Option<Self> {
-        let rest = s.strip_prefix("pkg:huggingface/")?;
-        let (repo, commit) = rest.rsplit_once('@')?;
-        let name_ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 96
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-                && !p.starts_with(['-', '.'])
-                && !p.ends_with(['-', '.'])
-                && !p.contains("..")
-                && !p.contains("--")
-        };
-        let repo_ok = match repo.split_once('/') {
-            Some((owner, name)) => name_ok(owner) && name_ok(name),
-            None => name_ok(repo),
+    /// `repo_id` (`OWNER/NAME` or `NAME`) at `commit` (40 lower-case hex),
+    /// if both are as the Hub allows them.
+    pub fn new(repo_id: &str, commit: &str) -> Option<Self> {
+        let repo_ok = match repo_id.split_once('/') {
+            Some((owner, name)) => is_hub_name(owner) && is_hub_name(name),
+            None => is_hub_name(repo_id),
         };
         let commit_ok = commit.len() == 40
             && commit
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        (repo_ok && commit_ok).then(|| RevisionPurl(s.to_string()))
+        (repo_ok && commit_ok).then(|| RevisionPurl(format!("pkg:huggingface/{repo_id}@{commit}")))
+    }
+
+    /// Reads one back, with the checks of [`RevisionPurl::new`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let (repo_id, commit) = s.strip_prefix("pkg:huggingface/")?.rsplit_once('@')?;
+        Self::new(repo_id, commit)
     }
 
     pub fn as_str(&self) -> &str {
