@@ -92,8 +92,8 @@ pub fn keygen(dir: &Path) -> (String, String) {
     )
 }
 
-/// `decant convert SRC -o OUT --key KEY --json EXTRA...`.
-pub fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> Run {
+/// `decant convert SRC -o OUT --key KEY EXTRA...`.
+pub fn convert_keyed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "convert",
         src.to_str().unwrap(),
@@ -101,15 +101,19 @@ pub fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> Run 
         out.to_str().unwrap(),
         "--key",
         key,
-        "--json",
     ];
     args.extend_from_slice(extra);
     decant(&args)
 }
 
-/// `decant verify OUT --receipt OUT/decant.intoto.jsonl --json`: the exit
-/// status and the names of the failed checks.
-pub fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
+/// `decant convert SRC -o OUT --key KEY --json EXTRA...`.
+pub fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> Run {
+    convert_keyed(src, out, key, &[&["--json"], extra].concat())
+}
+
+/// `decant verify OUT --receipt OUT/decant.intoto.jsonl --trusted-key
+/// PUB EXTRA...`.
+pub fn verify_dir_run(out: &Path, public: &str, extra: &[&str]) -> Run {
     let receipt = out.join("decant.intoto.jsonl");
     let mut args = vec![
         "verify",
@@ -118,10 +122,15 @@ pub fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>
         receipt.to_str().unwrap(),
         "--trusted-key",
         public,
-        "--json",
     ];
     args.extend_from_slice(extra);
-    let run = decant(&args);
+    decant(&args)
+}
+
+/// [`verify_dir_run`] with `--json`: the exit status and the names of the
+/// failed checks.
+pub fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
+    let run = verify_dir_run(out, public, &[&["--json"], extra].concat());
     let v: serde_json::Value =
         serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
     let failed = v["checks"]

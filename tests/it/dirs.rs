@@ -26,15 +26,7 @@ fn model_directories_convert_to_their_references() {
         let (key, public) = keygen(work.path());
         let out = work.path().join("out");
         let src = fixture(entry["source"].as_str().unwrap());
-        let run = decant(&[
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-            &key,
-            "--json",
-        ]);
+        let run = convert_signed(&src, &out, &key, &[]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
         let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
         // The manifest's "left_alone" files are what OUT gets copied

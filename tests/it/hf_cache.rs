@@ -5,8 +5,8 @@
 //! refused with nothing written.
 
 use crate::common::{
-    convert_signed, decant, files_under, fixture, keygen, receipt_statement, verify_dir, Blobs,
-    HfCache, COMMIT,
+    convert_keyed, convert_signed, decant, files_under, fixture, keygen, receipt_statement,
+    verify_dir, Blobs, HfCache, COMMIT,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,19 +46,6 @@ fn assert_bundle(out: &Path, source: &Path, expected: &Path, converted_sources: 
             );
         }
     }
-}
-
-/// `decant convert SRC -o OUT --key KEY` as a person runs it (errors on
-/// stderr, not as JSON).
-fn convert_text(src: &Path, out: &Path, key: &str) -> crate::common::Run {
-    decant(&[
-        "convert",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
-        key,
-    ])
 }
 
 fn shard_sources() -> Vec<&'static str> {
@@ -106,15 +93,7 @@ fn cache_snapshot_converts_and_names_its_revision() {
     );
     assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
     // The gate says which revision it is vouching was converted.
-    let receipt = out.join("decant.intoto.jsonl");
-    let run = decant(&[
-        "verify",
-        out.to_str().unwrap(),
-        "--receipt",
-        receipt.to_str().unwrap(),
-        "--trusted-key",
-        &public,
-    ]);
+    let run = crate::common::verify_dir_run(&out, &public, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains(&format!("converted from {PURL}")),
@@ -194,7 +173,7 @@ fn shared_store_hop_is_followed_only_where_the_cache_marks_it() {
             fs::write(&marker, c).unwrap();
         }
         let out = work.path().join(format!("never-{}", case.len()));
-        let run = convert_text(&cache.snapshot(), &out, &key);
+        let run = convert_keyed(&cache.snapshot(), &out, &key, &[]);
         assert_eq!(run.code, 1, "{case}: {}", run.stderr);
         run.assert_error_shape();
         assert!(
@@ -357,7 +336,7 @@ fn links_huggingface_hub_does_not_make_are_refused() {
         tamper(&cache);
         let before = cache.state();
         let out = work.path().join(format!("never{i}"));
-        let run = convert_text(&cache.snapshot(), &out, &key);
+        let run = convert_keyed(&cache.snapshot(), &out, &key, &[]);
         assert_eq!(run.code, 1, "{case}: {}", run.stderr);
         run.assert_error_shape();
         assert!(run.stderr.contains(needle), "{case}: {}", run.stderr);
@@ -675,7 +654,7 @@ fn cache_directories_and_markers_that_are_links_are_refused() {
         let cache = sharded_cache(&root, Blobs::Shared);
         tamper(&cache);
         let out = work.path().join(format!("never{i}"));
-        let run = convert_text(&cache.snapshot(), &out, &key);
+        let run = convert_keyed(&cache.snapshot(), &out, &key, &[]);
         assert_eq!(run.code, *code, "{case}: {}", run.stderr);
         run.assert_error_shape();
         assert!(run.stderr.contains(needle), "{case}: {}", run.stderr);
@@ -797,7 +776,7 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
     fs::create_dir_all(&bad).unwrap();
     fs::write(bad.join("pytorch_model.bin"), "garbage").unwrap();
     let out = work.path().join("n1/n2/out");
-    let run = convert_text(&bad, &out, &key);
+    let run = convert_keyed(&bad, &out, &key, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         !work.path().join("n1").exists(),
@@ -809,7 +788,7 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
     fs::create_dir_all(src.join("sub")).unwrap();
     std::os::unix::fs::symlink("../config.json", src.join("sub/config.json")).unwrap();
     let first = src.join("converted");
-    assert_eq!(convert_text(&src, &first, &key).code, 0);
+    assert_eq!(convert_keyed(&src, &first, &key, &[]).code, 0);
     let again = work.path().join("again");
     let run = convert_signed(&src, &again, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -835,7 +814,7 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
     )
     .unwrap();
     let out = work.path().join("neverbig");
-    let run = convert_text(&cache.snapshot(), &out, &key);
+    let run = convert_keyed(&cache.snapshot(), &out, &key, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("stored outside LFS"), "{}", run.stderr);
     assert!(!out.exists());
