@@ -23,6 +23,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no bench/__pycache__
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import timing  # noqa: E402
 
 
 def settle():
@@ -41,14 +44,7 @@ def decant_run(decant, src, out):
     """Wall time and peak RSS (bytes) of one conversion, in a fresh child."""
     if os.path.exists(out):
         os.remove(out)
-    settle()
-    t = time.perf_counter()
-    child = subprocess.Popen([decant, "convert", src, "-o", out], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"decant failed with status {status}")
-    return wall, usage.ru_maxrss * 1024
+    return timing.child([decant, "convert", src, "-o", out])
 
 
 def main():

@@ -24,17 +24,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no bench/__pycache__
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import make_model_dir  # noqa: E402
+import timing  # noqa: E402
 
 
-def expected_outputs(n_shards):
+def expected_outputs(src, n_shards):
+    """The converted shards, the new index, and every other file of the
+    source directory (copied unchanged)."""
+    copied = [n for n in os.listdir(src) if not n.endswith((".bin", ".bin.index.json"))]
     return sorted([f"model-{k:05d}-of-{n_shards:05d}.safetensors"
-                   for k in range(1, n_shards + 1)] + ["model.safetensors.index.json"])
+                   for k in range(1, n_shards + 1)] + ["model.safetensors.index.json"] + copied)
 
 
 def warm(src):
@@ -47,19 +50,11 @@ def warm(src):
 def run(decant, src, out, jobs, n_shards):
     """Wall time and peak RSS (bytes) of one conversion, in a fresh child."""
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run(["sync"], check=True)
-    cmd = [decant, "convert", src, "-o", out, "--jobs", str(jobs)]
-    t = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        sys.exit(f"{' '.join(cmd)} failed with exit status {code}")
+    wall, rss = timing.child([decant, "convert", src, "-o", out, "--jobs", str(jobs)])
     got = sorted(n for n in os.listdir(out) if not n.endswith(".intoto.jsonl"))
-    if got != expected_outputs(n_shards):
+    if got != expected_outputs(src, n_shards):
         sys.exit(f"{out}: unexpected outputs {got}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, rss
 
 
 def main():

@@ -39,12 +39,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no bench/__pycache__
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import make_model_dir  # noqa: E402
+from timing import child as timed  # noqa: E402
 
 TINY = os.path.join(ROOT, "fixtures", "convert", "example", "pytorch_model.bin")
 
@@ -73,19 +73,6 @@ def clean(path):
         shutil.rmtree(path)
     elif os.path.exists(path):
         os.remove(path)
-
-
-def timed(cmd):
-    """Wall time and peak RSS (bytes) of one child process."""
-    subprocess.run(["sync"], check=True)
-    t = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        sys.exit(f"{' '.join(cmd)} failed with exit status {code}")
-    return wall, usage.ru_maxrss * 1024
 
 
 def floor(src, copy):
