@@ -5,7 +5,8 @@ use crate::error::{Error, Kind, Result};
 use crate::output::{self, Pending};
 use crate::policy::Policy;
 use crate::receipt::{ReceiptInput, SourceFile};
-use crate::sandbox::{Entry, OutputSink, Sandbox};
+use crate::sandbox::{Entry, Sandbox};
+use crate::sink::OutputSink;
 use crate::trust::statement::{ReceiptReport, Sha256Hex};
 use crate::validate;
 use decant_abi::{Outcome, Report};
@@ -293,7 +294,8 @@ pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prep
             "point decant at a checkpoint file",
         ));
     }
-    let sink = OutputSink::new(pending.file()?);
+    let sink = OutputSink::new(pending.file()?)
+        .map_err(|e| Error::io("cannot start the output writer", &e))?;
     let file = &job.source;
 
     // Hash the source on a second core while the guest converts it.
@@ -350,11 +352,18 @@ pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prep
         ));
     }
 
-    let summary = validate::safetensors_file(&pending.file()?, sink.written)?;
-    validate::matches_report(&summary, &report, sink.written)?;
-    let output_sha256 = hex::encode(sink.hasher.finalize());
-    let output_bytes = sink.written;
-    drop(sink.file);
+    let written = sink.finish().map_err(|e| {
+        Error::new(
+            Kind::Io,
+            format!("writing the output failed: {e}"),
+            "check free disk space and permissions",
+        )
+    })?;
+    let summary = validate::safetensors_file(&pending.file()?, written.bytes)?;
+    validate::matches_report(&summary, &report, written.bytes)?;
+    let output_sha256 = hex::encode(written.sha256);
+    let output_bytes = written.bytes;
+    drop(written.file);
     // Synced and closed now: a staged output holds no descriptor while the
     // other files of a directory convert.
     let mut pending = pending;

@@ -16,7 +16,8 @@
 //! - [`sandbox`]: wasmtime configuration, limits and the host functions.
 //! - [`policy`]: the sandbox policy file.
 //! - [`validate`]: checks of the guest's safetensors output.
-//! - [`output`]: temp files and atomic publication.
+//! - [`output`]: temp files and atomic publication; [`sink`]: the converter's
+//!   output, written and hashed on its own thread.
 //! - [`guest`]: the embedded converter, as wasm (what receipts name) and
 //!   compiled ahead of time (what runs).
 //! - [`receipt`]: the statement for a conversion, signed, staged and
@@ -45,6 +46,7 @@ pub mod receipt;
 pub(crate) mod render;
 pub mod sandbox;
 pub(crate) mod served;
+pub mod sink;
 pub(crate) mod source_tree;
 pub mod trust;
 pub mod validate;

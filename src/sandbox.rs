@@ -1,7 +1,8 @@
 //! The wasmtime sandbox the converter runs in.
 //!
-//! The guest gets exactly four host functions (see the `decant-abi` crate):
-//! it can read the source, append to one output, and report once. It has no
+//! The guest gets exactly five host functions (see the `decant-abi` crate):
+//! it can read the source, append to one output (its own bytes, or a range
+//! of the source the host copies unchanged), and report once. It has no
 //! WASI, so no clock, randomness, environment or files. Around it:
 //!
 //! - the module's imports are checked against the ABI before instantiation;
@@ -15,11 +16,10 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::policy::Policy;
+use crate::sink::OutputSink;
 use decant_abi as abi;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub enum Fault {
     OutputLimit(u64),
     /// Linear memory growth past the policy's `memory_bytes`.
     MemoryLimit(u64),
+    /// A `copy_source` of bytes past the source's end.
+    OutsideSource { offset: u64, len: u32 },
     /// Output from an entry point that must not write.
     UnexpectedOutput,
     /// `finish` called twice.
@@ -54,8 +56,10 @@ pub enum Fault {
     Deadline,
     /// The fuel ran out paying for host I/O.
     OutOfFuel,
+    /// Reading the source failed.
+    Read(String),
     /// Writing the output failed.
-    Io(String),
+    Write(String),
 }
 
 impl fmt::Display for Fault {
@@ -64,34 +68,22 @@ impl fmt::Display for Fault {
             Fault::BadPointer(call) => write!(f, "guest passed an invalid buffer to {call}"),
             Fault::OutputLimit(n) => write!(f, "output exceeds the limit of {n} bytes"),
             Fault::MemoryLimit(n) => write!(f, "guest memory would exceed the limit of {n} bytes"),
+            Fault::OutsideSource { offset, len } => write!(
+                f,
+                "guest asked to copy {len} bytes at {offset}, past the end of the source"
+            ),
             Fault::UnexpectedOutput => write!(f, "guest wrote output while inspecting"),
             Fault::BadFinish(why) => write!(f, "guest finish call rejected: {why}"),
             Fault::ReportLimit(n) => write!(f, "a report of {n} bytes"),
             Fault::Deadline => write!(f, "deadline passed"),
             Fault::OutOfFuel => write!(f, "fuel exhausted"),
-            Fault::Io(e) => write!(f, "writing the output failed: {e}"),
+            Fault::Read(e) => write!(f, "reading the source failed: {e}"),
+            Fault::Write(e) => write!(f, "writing the output failed: {e}"),
         }
     }
 }
 
 impl std::error::Error for Fault {}
-
-/// Where guest output goes: a file, hashed as it is written.
-pub struct OutputSink {
-    pub file: File,
-    pub hasher: Sha256,
-    pub written: u64,
-}
-
-impl OutputSink {
-    pub fn new(file: File) -> Self {
-        OutputSink {
-            file,
-            hasher: Sha256::new(),
-            written: 0,
-        }
-    }
-}
 
 /// What the guest is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,7 +409,8 @@ impl Sandbox {
                 ),
                 Fault::Deadline => self.deadline_error(),
                 Fault::OutOfFuel => self.fuel_error(fuel),
-                Fault::Io(e) => Error::new(Kind::Io, format!("writing the output failed: {e}"), "check free disk space and permissions"),
+                Fault::Read(_) => Error::new(Kind::Io, fault.to_string(), "convert a readable file nothing else is writing"),
+                Fault::Write(_) => Error::new(Kind::Io, fault.to_string(), "check free disk space and permissions"),
                 other => guest_error(format!("the converter guest was stopped: {other}")),
             };
         }
@@ -525,6 +518,49 @@ fn charge_io(caller: &mut Caller<'_, Host>, bytes: i32) -> wasmtime::Result<()> 
     caller.set_fuel(fuel - cost)
 }
 
+/// Fills `dst` from the source at `offset`; returns how many bytes there
+/// were (fewer only at the end of the source).
+fn read_source_at(source: &File, dst: &mut [u8], offset: u64) -> wasmtime::Result<usize> {
+    let mut done = 0;
+    while let Some(rest @ [_, ..]) = dst.get_mut(done..) {
+        match source.read_at(rest, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(wasmtime::Error::new(Fault::Read(e.to_string()))),
+        }
+    }
+    Ok(done)
+}
+
+impl Host {
+    /// A buffer for `n` more output bytes, once they are known to be
+    /// allowed: this entry point writes output, and the total stays within
+    /// the policy's limit.
+    fn output_buffer(&mut self, n: usize) -> wasmtime::Result<Vec<u8>> {
+        let max = self.max_output;
+        let Some(out) = self.output.as_mut() else {
+            return Err(wasmtime::Error::new(Fault::UnexpectedOutput));
+        };
+        if out.handed_over.saturating_add(n as u64) > max {
+            return Err(wasmtime::Error::new(Fault::OutputLimit(max)));
+        }
+        out.buffer().map_err(output_failed)
+    }
+
+    /// Queues `buf` (from [`Host::output_buffer`]) for the output.
+    fn hand_over(&mut self, buf: Vec<u8>) -> wasmtime::Result<()> {
+        match self.output.as_mut() {
+            Some(out) => out.hand_over(buf).map_err(output_failed),
+            None => Err(wasmtime::Error::new(Fault::UnexpectedOutput)),
+        }
+    }
+}
+
+fn output_failed(e: std::io::Error) -> wasmtime::Error {
+    wasmtime::Error::new(Fault::Write(e.to_string()))
+}
+
 fn check_deadline(host: &Host) -> wasmtime::Result<()> {
     if Instant::now() >= host.deadline {
         return Err(wasmtime::Error::new(Fault::Deadline));
@@ -570,19 +606,7 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                 let dst = data
                     .get_mut(range.start..range.start + want)
                     .ok_or_else(|| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
-                let mut done = 0;
-                while let Some(rest @ [_, ..]) = dst.get_mut(done..) {
-                    match host.source.read_at(rest, offset + done as u64) {
-                        Ok(0) => break,
-                        Ok(n) => done += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Err(wasmtime::Error::new(Fault::Io(format!(
-                                "reading the source: {e}"
-                            ))))
-                        }
-                    }
-                }
+                let done = read_source_at(&host.source, dst, offset)?;
                 Ok(done as i32)
             },
         )
@@ -601,23 +625,55 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<()> {
                 let (data, host) = mem.data_and_store_mut(&mut caller);
                 check_deadline(host)?;
                 let range = span(data.len(), ptr, len, CALL)?;
-                let max = host.max_output;
-                let Some(out) = host.output.as_mut() else {
-                    return Err(wasmtime::Error::new(Fault::UnexpectedOutput));
-                };
-                let total = out.written.saturating_add(range.len() as u64);
-                if total > max {
-                    return Err(wasmtime::Error::new(Fault::OutputLimit(max)));
-                }
                 let bytes = data
                     .get(range)
                     .ok_or_else(|| wasmtime::Error::new(Fault::BadPointer(CALL)))?;
-                out.file
-                    .write_all(bytes)
-                    .map_err(|e| wasmtime::Error::new(Fault::Io(e.to_string())))?;
-                out.hasher.update(bytes);
-                out.written = total;
+                let mut buf = host.output_buffer(bytes.len())?;
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                host.hand_over(buf)?;
                 Ok(abi::status::OK)
+            },
+        )
+        .map_err(wrap_err)?;
+    linker
+        .func_wrap(
+            m,
+            abi::IMPORT_COPY_SOURCE,
+            |mut caller: Caller<'_, Host>,
+             offset: i64,
+             len: i32,
+             crc: i32|
+             -> wasmtime::Result<i32> {
+                const CALL: &str = "copy_source";
+                let bad = || wasmtime::Error::new(Fault::BadPointer(CALL));
+                let len = u32::try_from(len)
+                    .ok()
+                    .filter(|&n| n <= abi::MAX_IO_CHUNK)
+                    .ok_or_else(bad)?;
+                // A read and a write of `len` bytes, as the guest's own
+                // read_source + write_output would be charged.
+                charge_io(&mut caller, len.saturating_mul(2) as i32)?;
+                let host = caller.data_mut();
+                check_deadline(host)?;
+                // Only bytes inside the source: the guest checks the range
+                // before asking, so one outside it is a misbehaving guest.
+                let offset = u64::try_from(offset).map_err(|_| bad())?;
+                let end = offset.checked_add(u64::from(len)).ok_or_else(bad)?;
+                if end > host.source_len {
+                    return Err(wasmtime::Error::new(Fault::OutsideSource { offset, len }));
+                }
+                let mut buf = host.output_buffer(len as usize)?;
+                buf.resize(len as usize, 0);
+                if read_source_at(&host.source, &mut buf, offset)? != buf.len() {
+                    return Err(wasmtime::Error::new(Fault::Read(
+                        "the source became shorter while it was converted".into(),
+                    )));
+                }
+                let mut hasher = crc32fast::Hasher::new_with_initial(crc as u32);
+                hasher.update(&buf);
+                host.hand_over(buf)?;
+                Ok(hasher.finalize() as i32)
             },
         )
         .map_err(wrap_err)?;

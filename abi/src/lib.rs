@@ -7,8 +7,8 @@
 //! from module [`IMPORT_MODULE`] and exports [`EXPORT_MEMORY`] plus the entry
 //! points [`EXPORT_CONVERT`] and [`EXPORT_INSPECT`]. It has no WASI: no clock,
 //! no randomness, no environment, no files. Everything it learns comes through
-//! `read_source`, everything it produces leaves through `write_output` and
-//! `finish`.
+//! `read_source`, everything it produces leaves through `write_output`,
+//! `copy_source` and `finish`.
 //!
 //! Signatures (wasm types):
 //!
@@ -17,12 +17,22 @@
 //! | `source_len`   | –                                    | `i64` byte length of the source |
 //! | `read_source`  | `offset: i64, ptr: i32, len: i32`    | `i32` bytes copied (0 at end of source) |
 //! | `write_output` | `ptr: i32, len: i32`                 | `i32` [`status::OK`] |
+//! | `copy_source`  | `offset: i64, len: i32, crc: i32`    | `i32` the CRC-32 continued over the bytes |
 //! | `finish`       | `ptr: i32, len: i32`                 | `i32` [`status::OK`] |
 //!
+//! `copy_source` appends `len` source bytes at `offset` to the output
+//! unchanged, without them passing through guest memory (issue 12: most of a
+//! checkpoint is tensor bytes that go out as they are). The guest still
+//! decides every byte's place; the host only moves the range it was named
+//! and returns the CRC-32 of those bytes continued from `crc` (a running
+//! value as `crc32fast::Hasher::finalize` gives it; 0 to start), so the
+//! guest can check the zip record's checksum without reading the bytes.
+//!
 //! `finish` carries one UTF-8 JSON [`Outcome`]; the guest calls it exactly once,
-//! last. Any misuse (a pointer outside guest memory, a read or write larger
-//! than [`MAX_IO_CHUNK`], output past the policy's limit, a second `finish`)
-//! traps the guest: the host never trusts a value it was handed.
+//! last. Any misuse (a pointer outside guest memory, a read, write or copy
+//! larger than [`MAX_IO_CHUNK`], a copy of bytes past the source's end,
+//! output past the policy's limit, a second `finish`) traps the guest: the
+//! host never trusts a value it was handed.
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
@@ -36,13 +46,16 @@ pub const IMPORT_SOURCE_LEN: &str = "source_len";
 pub const IMPORT_READ_SOURCE: &str = "read_source";
 /// `(ptr: i32, len: i32) -> i32`
 pub const IMPORT_WRITE_OUTPUT: &str = "write_output";
+/// `(offset: i64, len: i32, crc: i32) -> i32`
+pub const IMPORT_COPY_SOURCE: &str = "copy_source";
 /// `(ptr: i32, len: i32) -> i32`
 pub const IMPORT_FINISH: &str = "finish";
 /// Every import the guest may have, all from [`IMPORT_MODULE`].
-pub const IMPORTS: [&str; 4] = [
+pub const IMPORTS: [&str; 5] = [
     IMPORT_SOURCE_LEN,
     IMPORT_READ_SOURCE,
     IMPORT_WRITE_OUTPUT,
+    IMPORT_COPY_SOURCE,
     IMPORT_FINISH,
 ];
 
@@ -55,7 +68,8 @@ pub const EXPORT_CONVERT: &str = "convert";
 /// [`Outcome`] whose report lists the tensors.
 pub const EXPORT_INSPECT: &str = "inspect";
 
-/// The most bytes one `read_source` or `write_output` call may move. Host
+/// The most bytes one `read_source`, `write_output` or `copy_source` call
+/// may move. Host
 /// functions cannot be interrupted by the epoch deadline, so their work per
 /// call is bounded.
 pub const MAX_IO_CHUNK: u32 = 4 << 20;

@@ -17,7 +17,31 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Where output bytes go.
 pub trait Sink {
+    /// Appends `bytes`.
     fn write(&mut self, bytes: &[u8]) -> Result<()>;
+
+    /// Appends the `len` source bytes at `offset` unchanged, which the
+    /// caller has checked lie inside the source ([`Source::require`]), and
+    /// returns the CRC-32 `crc` continued over them (`crc` as
+    /// `crc32fast::Hasher::finalize` gives it). In the sandbox the host
+    /// moves them (`copy_source`), so they never pass through guest memory;
+    /// this default, for native harnesses, reads them through `src`.
+    fn copy_source(&mut self, src: &dyn Source, offset: u64, len: u64, crc: u32) -> Result<u32> {
+        let mut hasher = crc32fast::Hasher::new_with_initial(crc);
+        let mut chunk = vec![0u8; len.min(CHUNK as u64) as usize];
+        let mut done = 0u64;
+        while done < len {
+            chunk.truncate((len - done).min(chunk.len() as u64) as usize);
+            let at = offset
+                .checked_add(done)
+                .ok_or_else(|| src.unexpected_end(offset))?;
+            src.read_exact_at(at, &mut chunk)?;
+            hasher.update(&chunk);
+            self.write(&chunk)?;
+            done += chunk.len() as u64;
+        }
+        Ok(hasher.finalize())
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -189,8 +213,14 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Whether elements of `itemsize` bytes must be byteswapped on the way
+    /// out (safetensors is little-endian).
+    fn needs_swap(&self, itemsize: usize) -> bool {
+        self.parsed.big_endian && itemsize > 1
+    }
+
     fn swap(&self, bytes: &mut [u8], itemsize: usize) {
-        if self.parsed.big_endian && itemsize > 1 {
+        if self.needs_swap(itemsize) {
             for el in bytes.chunks_exact_mut(itemsize) {
                 el.reverse();
             }
@@ -228,10 +258,9 @@ impl Writer<'_> {
                 element_at(base, t.offset, itemsize).ok_or_else(|| plan::overflows(&e.name))?;
             // A tensor covering its whole record verifies the CRC on the way.
             let whole = start == record && len == decl.nbytes;
-            let mut hasher = whole.then(crc32fast::Hasher::new);
-            self.stream(start, len, itemsize, hasher.as_mut())?;
-            if let Some(h) = hasher {
-                self.check_crc(index, h.finalize())?;
+            let crc = self.stream(start, len, itemsize, whole.then_some(0))?;
+            if let Some(crc) = crc {
+                self.check_crc(index, crc)?;
             }
             return Ok(len);
         }
@@ -239,16 +268,30 @@ impl Writer<'_> {
         Ok(len)
     }
 
-    /// Copies `len` contiguous source bytes at `start` to the output through
-    /// a bounded buffer, byteswapping if needed and feeding `crc` the raw
-    /// bytes.
+    /// Copies `len` contiguous source bytes at `start` to the output; with
+    /// `crc` (a running CRC-32, 0 to start) continues it over the raw bytes
+    /// and returns it.
+    ///
+    /// Bytes that go out as they are (little-endian, or one-byte elements)
+    /// are handed to [`Sink::copy_source`], which in the sandbox moves them
+    /// host-side; bytes to byteswap pass through a bounded buffer here.
     fn stream(
         &mut self,
         start: u64,
         len: u64,
         itemsize: u64,
-        mut crc: Option<&mut crc32fast::Hasher>,
-    ) -> Result<()> {
+        crc: Option<u32>,
+    ) -> Result<Option<u32>> {
+        self.src.require(start, len)?;
+        if !self.needs_swap(itemsize as usize) {
+            // Bytes emitted before these must reach the output first.
+            self.flush()?;
+            let after = self
+                .sink
+                .copy_source(self.src, start, len, crc.unwrap_or(0))?;
+            return Ok(crc.map(|_| after));
+        }
+        let mut hasher = crc.map(crc32fast::Hasher::new_with_initial);
         // `min` before the cast: a length of 4 GiB would be 0 as a wasm32
         // usize, and the loop would never advance.
         let mut chunk = vec![0u8; len.min(CHUNK as u64) as usize];
@@ -262,14 +305,14 @@ impl Writer<'_> {
                 ))
             })?;
             self.src.read_exact_at(at, &mut chunk)?;
-            if let Some(h) = crc.as_mut() {
+            if let Some(h) = hasher.as_mut() {
                 h.update(&chunk);
             }
             self.swap(&mut chunk, itemsize as usize);
             self.emit(&chunk)?;
             done += chunk.len() as u64;
         }
-        Ok(())
+        Ok(hasher.map(crc32fast::Hasher::finalize))
     }
 
     /// Records that storage `decl`'s record has the CRC `actual`, refusing
@@ -713,5 +756,96 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A sink standing in for the host: it does `copy_source` itself (as
+    /// the host does, with no guest read) and records what it was asked.
+    struct HostLike<'a> {
+        src: &'a [u8],
+        out: Vec<u8>,
+        copies: Vec<(u64, u64)>,
+    }
+
+    impl Sink for HostLike<'_> {
+        fn write(&mut self, bytes: &[u8]) -> Result<()> {
+            self.out.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn copy_source(&mut self, _: &dyn Source, offset: u64, len: u64, crc: u32) -> Result<u32> {
+            let bytes = &self.src[offset as usize..(offset + len) as usize];
+            self.out.extend_from_slice(bytes);
+            self.copies.push((offset, len));
+            let mut h = crc32fast::Hasher::new_with_initial(crc);
+            h.update(bytes);
+            Ok(h.finalize())
+        }
+    }
+
+    /// Issue 12: tensor bytes that go out unchanged are handed to the
+    /// sink's `copy_source` (host-side in the sandbox) and give the same
+    /// file; bytes to byteswap never are.
+    #[test]
+    fn unchanged_bytes_go_to_copy_source_and_swapped_bytes_do_not() {
+        for (name, big_endian) in [
+            ("zip_p2", false),
+            ("legacy_p2", false),
+            ("views", false),
+            ("dtypes", false),
+            ("tied", false),
+            ("big_endian", true),
+            ("big_endian_v3", true),
+        ] {
+            let src = fixture(&format!("convert/{name}.pt"));
+            let expected = fixture(&format!("convert/{name}.safetensors"));
+            let parsed = crate::torch::parse(&src).unwrap();
+            assert_eq!(parsed.big_endian, big_endian, "{name}");
+            let plan = crate::torch::plan::plan(&parsed).unwrap();
+            let mut sink = HostLike {
+                src: &src,
+                out: Vec::new(),
+                copies: Vec::new(),
+            };
+            write(&src, &parsed, &plan, &mut sink).unwrap();
+            assert!(sink.out == expected, "{name}: output differs");
+            let copied: u64 = sink.copies.iter().map(|c| c.1).sum();
+            let contiguous_multibyte: u64 = plan
+                .tensors
+                .iter()
+                .filter(|e| e.tensor.is_contiguous() && e.tensor.dtype.size() > 1)
+                .map(|e| e.tensor.nbytes().unwrap())
+                .sum();
+            if big_endian {
+                let one_byte: u64 = plan
+                    .tensors
+                    .iter()
+                    .filter(|e| e.tensor.is_contiguous() && e.tensor.dtype.size() == 1)
+                    .map(|e| e.tensor.nbytes().unwrap())
+                    .sum();
+                assert_eq!(
+                    copied, one_byte,
+                    "{name}: only one-byte elements need no swap"
+                );
+            } else {
+                assert!(
+                    copied >= contiguous_multibyte && contiguous_multibyte > 0,
+                    "{name}: {copied} bytes copied, {contiguous_multibyte} in contiguous tensors"
+                );
+            }
+        }
+    }
+
+    /// The default `copy_source` (native harnesses) continues a running
+    /// CRC-32 across calls exactly as one pass would, which is what the
+    /// host's must do too (`crc32fast` on both sides).
+    #[test]
+    fn copy_source_continues_the_crc_across_pieces() {
+        let src: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut out = Vec::new();
+        let mut crc = 0;
+        for (at, len) in [(0u64, 1u64), (1, 4095), (4096, 0), (4096, 5904)] {
+            crc = out.copy_source(&src, at, len, crc).unwrap();
+        }
+        assert_eq!(out, src);
+        assert_eq!(crc, crc32fast::hash(&src));
     }
 }

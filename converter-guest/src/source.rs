@@ -5,7 +5,7 @@
 //! behind [`Source`], so every reader in the guest is tested natively against
 //! the exact code that runs in wasm.
 
-use crate::error::{corrupt, limit, Result};
+use crate::error::{corrupt, limit, Refusal, Result};
 use std::io;
 
 /// Read-only random access to the source bytes.
@@ -20,14 +20,27 @@ pub trait Source {
         self.len() == 0
     }
 
+    /// The refusal for a read that found the end of the file at `offset`.
+    fn unexpected_end(&self, offset: u64) -> Refusal {
+        corrupt(format!(
+            "unexpected end of file at byte {offset} (file is {} bytes)",
+            self.len()
+        ))
+    }
+
+    /// Refuses the input as truncated unless `len` bytes at `offset` lie
+    /// inside it: the refusal [`Source::read_exact_at`] would give reading
+    /// them piece by piece.
+    fn require(&self, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(self.unexpected_end(offset.max(self.len()))),
+        }
+    }
+
     /// Fills `buf` from `offset` or refuses the input as truncated.
     fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<()> {
-        let eof = |offset: u64| {
-            corrupt(format!(
-                "unexpected end of file at byte {offset} (file is {} bytes)",
-                self.len()
-            ))
-        };
+        let eof = |offset: u64| self.unexpected_end(offset);
         while !buf.is_empty() {
             let n = self.read_at(offset, buf);
             // A source claiming more than it was asked for ends here too.

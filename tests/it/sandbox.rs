@@ -15,6 +15,7 @@ fn guest(body: &str) -> Vec<u8> {
           (import "decant" "source_len" (func $source_len (result i64)))
           (import "decant" "read_source" (func $read_source (param i64 i32 i32) (result i32)))
           (import "decant" "write_output" (func $write_output (param i32 i32) (result i32)))
+          (import "decant" "copy_source" (func $copy_source (param i64 i32 i32) (result i32)))
           (import "decant" "finish" (func $finish (param i32 i32) (result i32)))
           (memory (export "memory") 1)
           {body}
@@ -200,6 +201,14 @@ fn out_of_bounds_pointers_are_rejected() {
         ("write_output", "(i32.const 65535) (i32.const 2)"),
         ("write_output", "(i32.const 0) (i32.const 2147483647)"),
         ("finish", "(i32.const 65000) (i32.const 1000)"),
+        // copy_source takes no pointer, but its length and offset are
+        // checked the same way: over MAX_IO_CHUNK, negative.
+        (
+            "copy_source",
+            "(i64.const 0) (i32.const 0x400001) (i32.const 0)",
+        ),
+        ("copy_source", "(i64.const 0) (i32.const -1) (i32.const 0)"),
+        ("copy_source", "(i64.const -1) (i32.const 1) (i32.const 0)"),
     ] {
         let err = convert_err(
             &guest(&format!(
@@ -361,4 +370,108 @@ fn a_report_over_the_abi_cap_is_a_limit() {
     );
     assert_eq!(err.kind, Kind::Limit, "{err:?}");
     assert!(err.message.contains("MAX_OUTCOME_BYTES"), "{}", err.message);
+}
+
+/// Issue 12: `copy_source` moves only bytes inside the source; a guest
+/// naming a range past its end is stopped, not answered with other bytes.
+#[test]
+fn copying_past_the_source_end_is_stopped() {
+    let len = std::fs::metadata(fixture("convert/zip_p2.pt"))
+        .unwrap()
+        .len();
+    for (offset, n) in [(len - 1, 2), (len, 1), (0x7fff_ffff_ffff, 16)] {
+        let err = convert_err(
+            &guest(&format!(
+                r#"(func $convert_impl (result i32)
+                     (drop (call $copy_source (i64.const {offset}) (i32.const {n}) (i32.const 0)))
+                     (i32.const 0))
+                   (func (export "convert") (result i32) (call $convert_impl))"#
+            )),
+            Policy::default_policy().unwrap(),
+        );
+        assert_eq!(err.kind, Kind::Internal, "{offset}+{n}");
+        assert!(
+            err.message.contains("past the end of the source"),
+            "{offset}+{n}: {}",
+            err.message
+        );
+    }
+}
+
+/// Issue 12: the CRC-32 `copy_source` returns is that of the bytes it
+/// copied, continued from the value passed in; the guest relies on it to
+/// check zip records it never reads itself.
+#[test]
+fn copy_source_returns_the_running_crc_of_what_it_copied() {
+    let bytes = std::fs::read(fixture("convert/zip_p2.pt")).unwrap();
+    let whole = crc32fast::hash(&bytes[..100]) as i32;
+    let first = crc32fast::hash(&bytes[..40]) as i32;
+    // Traps (unreachable) on a wrong CRC; otherwise returns without
+    // reporting, which is the error expected here.
+    let err = convert_err(
+        &guest(&format!(
+            r#"(func $convert_impl (result i32)
+                 (if (i32.ne (call $copy_source (i64.const 0) (i32.const 100) (i32.const 0)) (i32.const {whole}))
+                   (then unreachable))
+                 (if (i32.ne (call $copy_source (i64.const 40) (i32.const 60) (i32.const {first})) (i32.const {whole}))
+                   (then unreachable))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#
+        )),
+        Policy::default_policy().unwrap(),
+    );
+    assert!(err.message.contains("without reporting"), "{}", err.message);
+}
+
+/// Issue 12: host-side copies are charged to fuel like the guest's own
+/// reads and writes, so a few instructions cannot make the host move
+/// unbounded bytes (a loop of 1,000 calls costs ~10,000 fuel in
+/// instructions, but moves megabytes).
+#[test]
+fn copy_source_is_charged_to_fuel() {
+    let len = std::fs::metadata(fixture("convert/zip_p2.pt"))
+        .unwrap()
+        .len();
+    let err = convert_err(
+        &guest(&format!(
+            r#"(func $convert_impl (result i32) (local $i i32)
+                 (loop $l
+                   (drop (call $copy_source (i64.const 0) (i32.const {len}) (i32.const 0)))
+                   (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                   (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+                 (i32.const 0))
+               (func (export "convert") (result i32) (call $convert_impl))"#
+        )),
+        policy(|p| {
+            p["fuel_base"] = 1_000_000.into();
+            p["fuel_per_source_byte"] = 0.into();
+        }),
+    );
+    assert_eq!(err.kind, Kind::Limit);
+    assert!(err.message.contains("CPU budget"), "{}", err.message);
+}
+
+/// `inspect` writes nothing: output by either call is stopped.
+#[test]
+fn output_while_inspecting_is_stopped() {
+    for call in [
+        "(call $write_output (i32.const 0) (i32.const 8))",
+        "(call $copy_source (i64.const 0) (i32.const 8) (i32.const 0))",
+    ] {
+        let sandbox = Sandbox::from_wasm(
+            &guest(&format!(
+                r#"(func $convert_impl (result i32) (drop {call}) (i32.const 0))
+                   (func (export "convert") (result i32) (call $convert_impl))"#
+            )),
+            Policy::default_policy().unwrap(),
+        )
+        .unwrap();
+        let err = convert::inspect(&sandbox, &fixture("convert/zip_p2.pt")).unwrap_err();
+        assert_eq!(err.kind, Kind::Internal, "{call}");
+        assert!(
+            err.message.contains("wrote output while inspecting"),
+            "{call}: {}",
+            err.message
+        );
+    }
 }
