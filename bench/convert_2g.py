@@ -9,7 +9,7 @@ no torch needed), then measures, in the same run and on the same files:
   floor  = cp SRC COPY + openssl dgst -sha256 SRC + openssl dgst -sha256 COPY
            (reading, writing and hashing the same bytes decant must move)
   decant = decant convert SRC -o OUT (release build), wall time and peak
-           resident memory (ru_maxrss of the child)
+           resident memory (bench/timing.py)
 
 Acceptance (issue 2): peak RSS < 256 MiB and wall time < 2 x floor. Each
 measurement is the best of --repeat runs, with the page cache warm.

@@ -26,7 +26,10 @@ sides back to back, alternating which goes first, so drift hits both):
            (with --peer-python, a Python that has torch and safetensors;
            skipped without it), the conversion people run today
 
-Each timed run is a fresh child process; peak memory is its ru_maxrss.
+Each timed run is a fresh child process; peak memory is its maximum
+resident size (see bench/timing.py), and
+"cores busy" its CPU time (user + system, all threads) over its wall time:
+on this 2-core machine 2.0 is every core busy for the whole run.
 `sync` runs before every timed run so no run pays for another's writeback,
 and the page cache is warm (sources are read once first), so the numbers
 are CPU and memory-bandwidth bound, as on a CI machine converting a model it
@@ -44,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no bench/__pycache__
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import make_model_dir  # noqa: E402
-from timing import child as timed  # noqa: E402
+from timing import child_usage as timed, peak_label  # noqa: E402
 
 TINY = os.path.join(ROOT, "fixtures", "convert", "example", "pytorch_model.bin")
 
@@ -76,16 +79,17 @@ def clean(path):
 
 
 def floor(src, copy):
-    """cp + two sha256 passes, as three children; summed wall, max RSS."""
+    """cp + two sha256 passes, as three children; summed wall and CPU, max RSS."""
     clean(copy)
-    total, rss = 0.0, 0
+    total, rss, cpu = 0.0, 0, 0.0
     for cmd in (["cp", src, copy], ["openssl", "dgst", "-sha256", src],
                 ["openssl", "dgst", "-sha256", copy]):
-        w, r = timed(cmd)
+        w, r, c = timed(cmd)
         total += w
         rss = max(rss, r)
+        cpu += c
     clean(copy)
-    return total, rss
+    return total, rss, cpu
 
 
 def warm(path):
@@ -98,24 +102,28 @@ def warm(path):
 
 def paired(repeat, sides):
     """Runs each side `repeat` times, pairs alternating in order; returns
-    {name: (median wall, max rss, all walls)}."""
+    {name: (median wall, max rss, all walls, median cores busy)}, where
+    cores busy is CPU time over wall time."""
     walls = {name: [] for name, _ in sides}
+    busy = {name: [] for name, _ in sides}
     rss = {name: 0 for name, _ in sides}
     for r in range(repeat):
         order = sides if r % 2 == 0 else list(reversed(sides))
         for name, run in order:
-            w, m = run()
+            w, m, c = run()
             walls[name].append(w)
+            busy[name].append(c / w)
             rss[name] = max(rss[name], m)
-    return {name: (statistics.median(walls[name]), rss[name], walls[name]) for name, _ in sides}
+    return {name: (statistics.median(walls[name]), rss[name], walls[name], statistics.median(busy[name]))
+            for name, _ in sides}
 
 
 def report(title, results, against):
     print(f"\n== {title}")
-    for name, (wall, rss, walls) in results.items():
+    for name, (wall, rss, walls, busy) in results.items():
         ratios = "; ".join(f"{wall / results[o][0]:.3f} x {o}" for o in against
                            if o in results and o != name)
-        print(f"  {name:<16} median {wall:8.3f} s  peak {rss / 2**20:8.1f} MiB"
+        print(f"  {name:<16} median {wall:8.3f} s  {peak_label()} {rss / 2**20:8.1f} MiB  cores busy {busy:4.2f}"
               f"{'  = ' + ratios if ratios and name.startswith('decant') else ''}"
               f"   (runs: {', '.join(f'{w:.3f}' for w in walls)})")
 
