@@ -5,7 +5,7 @@
 //! report field can only change in one place. The guest is a core wasm module
 //! (`wasm32-unknown-unknown`) that imports exactly the functions in [`IMPORTS`]
 //! from module [`IMPORT_MODULE`] and exports [`EXPORT_MEMORY`] plus the entry
-//! points [`EXPORT_CONVERT`] and [`EXPORT_INSPECT`]. It has no WASI: no clock,
+//! points [`EXPORT_CONVERT`], [`EXPORT_INSPECT`] and [`EXPORT_AUDIT`]. It has no WASI: no clock,
 //! no randomness, no environment, no files. Everything it learns comes through
 //! `read_source`, everything it produces leaves through `write_output`,
 //! `copy_source` and `finish`.
@@ -67,6 +67,10 @@ pub const EXPORT_CONVERT: &str = "convert";
 /// `() -> i32`: describe the source without writing output; finish with an
 /// [`Outcome`] whose report lists the tensors.
 pub const EXPORT_INSPECT: &str = "inspect";
+/// `() -> i32`: say what the source is, by its content alone, without
+/// writing output; finish with a [`FileScan`] ([`status::OK`] whatever the
+/// file holds: a file that is not a model file is a scan result too).
+pub const EXPORT_AUDIT: &str = "audit";
 
 /// The most bytes one `read_source`, `write_output` or `copy_source` call
 /// may move. Host
@@ -174,6 +178,159 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tensor_list: Vec<TensorSummary>,
 }
+
+/// What `audit` found in one file's bytes: facts, not judgements (the host
+/// turns them into findings with severities). The file's name plays no
+/// part: a pickle named `model.safetensors` is a pickle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScan {
+    pub format: ScanFormat,
+    /// For pickle-based formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickle: Option<PickleScan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safetensors: Option<SafetensorsScan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<GgufScan>,
+    /// Why the file is not a valid file of its format (a truncated header,
+    /// offsets that do not cover the data), if it is not. One line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// A file's format, decided by its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanFormat {
+    /// A zip archive holding a pickle as torch.save (>= 1.6) writes it.
+    TorchZip,
+    /// A zip archive holding pickles (`*.pkl` members) in another layout.
+    ZipWithPickles,
+    /// A pickle stream at byte 0: the legacy torch format, or any pickle
+    /// (joblib, `pickle.dump`, a `.pkl`).
+    Pickle,
+    /// A safetensors file (8-byte little-endian header length, then JSON).
+    Safetensors,
+    /// A GGUF file (`GGUF` magic).
+    Gguf,
+    /// None of the above (text, JSON, images, an empty file, ...).
+    Other,
+}
+
+/// The pickles in a file, scanned statically: opcodes are walked, nothing
+/// is executed or imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickleScan {
+    /// Pickle streams found, in file order (a legacy torch file holds
+    /// several in a row; a zip one per `*.pkl` member), at most
+    /// [`MAX_LISTED_STREAMS`].
+    pub streams: Vec<PickleStream>,
+    /// How many pickle streams there are in all.
+    pub streams_total: u64,
+    /// Whether decant converts the file: `None` if it does, else the
+    /// refusal `decant convert` would give (only for torch formats; `None`
+    /// with [`PickleScan::convertible`] false for other pickles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    /// Whether `decant convert` accepts the file.
+    pub convertible: bool,
+}
+
+/// One pickle stream's references.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickleStream {
+    /// Where it is: `data.pkl` (the zip member's name) or `byte 0`.
+    pub location: String,
+    /// The PROTO number, or 0/1 for streams without one (as [`Report`]).
+    pub protocol: u8,
+    /// The globals the stream names (GLOBAL, INST, STACK_GLOBAL with
+    /// operands the scan could follow), `module.name`, unique, in the order
+    /// first named: every one outside the allowlist up to
+    /// [`MAX_LISTED_GLOBALS`], then allowlisted ones up to as many again, so
+    /// a flood of harmless names cannot hide a dangerous one.
+    pub globals: Vec<GlobalRef>,
+    /// Unique globals named outside the allowlist, in all.
+    pub outside_total: u64,
+    /// Unique globals named, in all.
+    pub globals_total: u64,
+    /// STACK_GLOBAL opcodes whose module or name the scan could not
+    /// determine without executing the pickle (computed names: a sign of
+    /// obfuscation).
+    pub unresolved: u64,
+    /// Opcodes that call something: REDUCE, BUILD, INST, OBJ, NEWOBJ,
+    /// NEWOBJ_EX.
+    pub calls: u64,
+    /// Why the scan of this stream stopped before its STOP, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// A global a pickle names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalRef {
+    /// `module.name` as the pickle spells it (Python 2 names as written),
+    /// cut at [`MAX_GLOBAL_NAME`] bytes (on a character boundary, with
+    /// `...` appended) if longer.
+    pub name: String,
+    /// Whether decant's allowlist (torch's weights-only allowlist, as far
+    /// as state dicts go) resolves it. Anything else is something a plain
+    /// `torch.load` / `pickle.load` would import and may call.
+    pub allowlisted: bool,
+}
+
+/// A safetensors file's header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetensorsScan {
+    /// Tensors the header declares.
+    pub tensors: u64,
+    /// The header's length field.
+    pub header_bytes: u64,
+}
+
+/// A GGUF file's header: its version, counts and the metadata an auditor
+/// needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GgufScan {
+    pub version: u32,
+    pub tensor_count: u64,
+    pub metadata_count: u64,
+    /// `general.architecture`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// `general.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `general.file_type` (llama.cpp's `LLAMA_FTYPE_*` number: the
+    /// quantization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<u32>,
+    /// `tokenizer.chat_template`, the embedded chat template (Jinja), if
+    /// any: named by its digest, since it can be large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<TextRef>,
+}
+
+/// A piece of text inside a file, by size and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextRef {
+    pub bytes: u64,
+    /// Lowercase hex sha256 of its bytes.
+    pub sha256: String,
+}
+
+/// How many pickle streams a [`PickleScan`] lists.
+pub const MAX_LISTED_STREAMS: usize = 100;
+/// How many globals of each kind a [`PickleStream`] lists.
+pub const MAX_LISTED_GLOBALS: usize = 1000;
+/// The longest global name a [`GlobalRef`] carries, in bytes.
+pub const MAX_GLOBAL_NAME: usize = 256;
 
 /// Characters that make text display as something else: C0/C1 controls
 /// (terminal escapes, forged lines) and Unicode's invisible and
