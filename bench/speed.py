@@ -16,7 +16,8 @@ generators beside it (no torch needed for decant's side):
         (bench/make_model_dir.py), converted with --jobs 1 and --jobs 2
 
 and measures, as medians of --repeat *paired* runs (each pair runs the two
-sides back to back, alternating which goes first, so drift hits both):
+sides back to back, alternating which goes first, so drift hits both; a
+ratio is the median of the ratios within pairs):
 
   decant   `decant convert SRC -o OUT` (and `decant inspect SRC` for tiny)
   floor    `cp SRC COPY` + `openssl dgst -sha256` of SRC and of COPY, in
@@ -118,10 +119,16 @@ def paired(repeat, sides):
             for name, _ in sides}
 
 
+def paired_ratio(results, name, other):
+    """Median over pairs of name's wall time over other's in the same pair:
+    steadier than a ratio of medians when the machine drifts."""
+    return statistics.median(a / b for a, b in zip(results[name][2], results[other][2]))
+
+
 def report(title, results, against):
     print(f"\n== {title}")
     for name, (wall, rss, walls, busy) in results.items():
-        ratios = "; ".join(f"{wall / results[o][0]:.3f} x {o}" for o in against
+        ratios = "; ".join(f"{paired_ratio(results, name, o):.3f} x {o}" for o in against
                            if o in results and o != name)
         print(f"  {name:<16} median {wall:8.3f} s  {peak_label()} {rss / 2**20:8.1f} MiB  cores busy {busy:4.2f}"
               f"{'  = ' + ratios if ratios and name.startswith('decant') else ''}"
@@ -179,7 +186,7 @@ def main():
             results = paired(args.repeat, sides)
             report(f"{title}: {os.path.getsize(src)} bytes", results, ["floor", "peer"])
             if title == "tiny" and "peer" in results:
-                print(f"  decant inspect = {results['decant inspect'][0] / results['peer'][0]:.3f} x peer")
+                print(f"  decant inspect = {paired_ratio(results, 'decant inspect', 'peer'):.3f} x peer")
             clean(out)
             clean(pout)
         if "dir" in only:
@@ -194,8 +201,7 @@ def main():
                                                                           "--jobs", str(j)]))[1]))
                 for j in (1, 2)])
             report(f"directory: {args.shards} shards, {size} bytes", results, [])
-            one, two = results["decant --jobs 1"][0], results["decant --jobs 2"][0]
-            print(f"  --jobs 2 is {one / two:.2f} x as fast as --jobs 1")
+            print(f"  --jobs 2 is {1 / paired_ratio(results, 'decant --jobs 2', 'decant --jobs 1'):.2f} x as fast as --jobs 1")
             clean(out)
         return 0
     finally:

@@ -8,6 +8,7 @@ use crate::policy::Policy;
 use crate::render;
 use crate::sandbox::Sandbox;
 use crate::trust::keys;
+use crate::trust::manifest::Severity;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -93,7 +94,59 @@ enum Command {
         /// Policy file for --reproduce, when the receipt names a policy other than the built-in one.
         #[arg(long, value_name = "FILE", requires = "reproduce")]
         policy: Option<PathBuf>,
+        /// With a bundle manifest: require this binding (and, with =VALUE, this value); repeatable.
+        #[arg(long = "require", value_name = "NAME[=VALUE]")]
+        require: Vec<String>,
+        /// With a bundle manifest: fail if it records a finding at or above this level.
+        #[arg(long = "fail-on", value_name = "LEVEL", default_value = "high")]
+        fail_on: Severity,
         /// Print one JSON object with every check on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify every file of a bundle, with findings: exit 0 if none is at or above --fail-on, 1 otherwise.
+    Audit {
+        /// The bundle's directory.
+        dir: PathBuf,
+        /// A public key (SPKI PEM) whose conversion receipts in the bundle count as proof; repeatable.
+        #[arg(long = "trusted-key", value_name = "PUB")]
+        trusted_keys: Vec<PathBuf>,
+        /// Fail (exit 1) on a finding at or above this level: info, low, medium, high, critical.
+        #[arg(long = "fail-on", value_name = "LEVEL", default_value = "high")]
+        fail_on: Severity,
+        /// Sandbox policy file (limits for scanning each file).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a manifest of a bundle: every file and digest, the audit's findings, and bindings.
+    Attest {
+        /// The bundle's directory.
+        dir: PathBuf,
+        /// The private key to sign with (PKCS#8 PEM).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// Bind what the bundle is promoted with (evaluation run, approval, upstream revision...); repeatable.
+        #[arg(long = "bind", value_name = "NAME=VALUE")]
+        bind: Vec<String>,
+        /// Record this binding's revision even though it can move (a branch or tag); repeatable.
+        #[arg(long = "allow-mutable", value_name = "NAME")]
+        allow_mutable: Vec<String>,
+        /// A public key whose conversion receipts in the bundle count as proof; repeatable.
+        #[arg(long = "trusted-key", value_name = "PUB")]
+        trusted_keys: Vec<PathBuf>,
+        /// Where to write the manifest [default: DIR/decant.bundle.intoto.jsonl].
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Sandbox policy file (limits for scanning each file).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Replace an existing manifest.
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object on stdout instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -128,7 +181,9 @@ pub fn run_args(args: Vec<OsString>) -> ExitCode {
     let json = match &cli.command {
         Command::Convert { json, .. }
         | Command::Inspect { json, .. }
-        | Command::Verify { json, .. } => *json,
+        | Command::Verify { json, .. }
+        | Command::Audit { json, .. }
+        | Command::Attest { json, .. } => *json,
         Command::Keygen { .. } => false,
     };
     match run(cli.command) {
@@ -170,7 +225,7 @@ fn argument_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
 /// The subcommand named on the command line, if it is one of decant's.
 fn subcommand(args: &[OsString]) -> Option<&'static str> {
     let first = args.get(1)?.to_str()?;
-    ["keygen", "convert", "verify", "inspect"]
+    ["keygen", "convert", "verify", "inspect", "audit", "attest"]
         .into_iter()
         .find(|c| *c == first)
 }
@@ -212,6 +267,18 @@ fn usage_error(rendered: &str, subcommand: Option<&str>) -> Error {
         };
     }
     Error::new(Kind::Usage, message.join(" "), hint)
+}
+
+/// Audit and attest take a bundle's directory.
+fn require_dir(dir: &std::path::Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::new(
+        Kind::Usage,
+        format!("{} is not a directory", dir.display()),
+        "give the directory of the bundle that will be served",
+    ))
 }
 
 fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
@@ -300,6 +367,67 @@ fn run(command: Command) -> Result<ExitCode> {
             render::converted(&done, json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit {
+            dir,
+            trusted_keys,
+            fail_on,
+            policy,
+            json,
+        } => {
+            let keys = trusted_keys
+                .iter()
+                .map(|p| keys::load_public_key(p))
+                .collect::<Result<Vec<_>>>()?;
+            require_dir(&dir)?;
+            let audit = crate::bundle::audit::audit(
+                &sandbox(policy)?,
+                &crate::bundle::audit::Options {
+                    dir: &dir,
+                    trusted_keys: &keys,
+                    fail_on,
+                    except: None,
+                },
+            )?;
+            render::audit(&audit, json);
+            Ok(if audit.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Attest {
+            dir,
+            key,
+            bind,
+            allow_mutable,
+            trusted_keys,
+            out,
+            policy,
+            force,
+            json,
+        } => {
+            let signing = keys::load_signing_key(&key)?;
+            let keys = trusted_keys
+                .iter()
+                .map(|p| keys::load_public_key(p))
+                .collect::<Result<Vec<_>>>()?;
+            require_dir(&dir)?;
+            let done = crate::bundle::attest::attest(
+                &sandbox(policy)?,
+                &crate::bundle::attest::Options {
+                    dir: &dir,
+                    key: &signing,
+                    key_file: &key,
+                    bindings: &bind,
+                    allow_mutable: &allow_mutable,
+                    trusted_keys: &keys,
+                    output: out.as_deref(),
+                    force,
+                },
+            )?;
+            render::attested(&done, json);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { src, policy, json } => {
             let report = convert::inspect(&sandbox(policy)?, &src)?;
             render::inspection(&src, &report, json);
@@ -315,8 +443,49 @@ fn run(command: Command) -> Result<ExitCode> {
             allow_converters,
             reproduce,
             policy,
+            require,
+            fail_on,
             json,
         } => {
+            if crate::gate::is_bundle_manifest(&receipt)? {
+                let pins = [
+                    ("--source", source.is_some()),
+                    ("--source-sha256", source_sha256.is_some()),
+                    ("--policy-sha256", policy_sha256.is_some()),
+                    ("--allow-converter", !allow_converters.is_empty()),
+                    ("--reproduce", reproduce),
+                ];
+                if let Some((flag, _)) = pins.iter().find(|(_, given)| *given) {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        format!("{flag} applies to conversion receipts, and {} is a bundle manifest", receipt.display()),
+                        "a manifest is checked with --require and --fail-on; verify conversion receipts with their own --receipt",
+                    ));
+                }
+                let outcome = crate::gate::run_bundle(&crate::gate::BundleArgs {
+                    dir: artifact,
+                    manifest: receipt,
+                    trusted_keys,
+                    required: require,
+                    fail_on,
+                })?;
+                render::bundle_verification(&outcome, json);
+                return Ok(if outcome.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            if !require.is_empty() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!(
+                        "--require applies to bundle manifests, and {} is not one",
+                        receipt.display()
+                    ),
+                    "bindings are made with decant attest; verify its manifest with --require",
+                ));
+            }
             let outcome = crate::gate::run(&crate::gate::Args {
                 artifact,
                 receipt,

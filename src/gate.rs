@@ -382,3 +382,112 @@ fn reproduce_directory(
         )
     })
 }
+
+/// `decant verify DIR --receipt MANIFEST`'s inputs.
+#[derive(Debug, Clone)]
+pub struct BundleArgs {
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    pub trusted_keys: Vec<PathBuf>,
+    /// `--require NAME[=VALUE]`, as given.
+    pub required: Vec<String>,
+    pub fail_on: crate::trust::manifest::Severity,
+}
+
+/// The result of verifying a bundle manifest.
+#[derive(Debug)]
+pub struct BundleOutcome {
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    pub verdict: crate::trust::manifest::BundleVerdict,
+    pub trusted_key_fingerprints: Vec<String>,
+}
+
+impl BundleOutcome {
+    pub fn passed(&self) -> bool {
+        self.verdict.passed()
+    }
+
+    /// The fingerprint of the key that signed the manifest.
+    pub fn signer_fingerprint(&self) -> Option<&str> {
+        let signer = self.verdict.manifest.as_ref()?.signer();
+        self.trusted_key_fingerprints
+            .get(signer)
+            .map(String::as_str)
+    }
+
+    /// What the authenticated manifest binds.
+    pub fn bindings(
+        &self,
+    ) -> Option<&std::collections::BTreeMap<String, crate::trust::manifest::Binding>> {
+        self.verdict
+            .manifest
+            .as_ref()
+            .map(|m| &m.predicate.bindings)
+    }
+}
+
+/// Whether the file at `receipt` claims to be a bundle manifest (which
+/// verifier to run; nothing read here is trusted).
+pub fn is_bundle_manifest(receipt: &Path) -> Result<bool> {
+    let (bytes, _) = read_receipt(receipt)?;
+    Ok(crate::trust::manifest::claims_bundle_predicate(&bytes))
+}
+
+/// Parses `--require NAME[=VALUE]`.
+fn parse_required(given: &[String]) -> Result<Vec<(String, Option<String>)>> {
+    given
+        .iter()
+        .map(|r| {
+            let (name, value) = match r.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (r.as_str(), None),
+            };
+            if name.is_empty() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!("--require {r:?} names no binding"),
+                    "require like --require approval or --require evaluation=run-2291",
+                ));
+            }
+            Ok((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// Verifies a bundle manifest against the directory as served.
+pub fn run_bundle(args: &BundleArgs) -> Result<BundleOutcome> {
+    let trusted = args
+        .trusted_keys
+        .iter()
+        .map(|p| keys::load_public_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let required = parse_required(&args.required)?;
+    if !args.dir.is_dir() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} is a bundle manifest, which covers a directory, but {} is not one",
+                args.manifest.display(),
+                args.dir.display()
+            ),
+            "give the bundle's directory as the artifact",
+        ));
+    }
+    let (manifest, manifest_id) = read_receipt(&args.manifest)?;
+    let dir = crate::output::open_dir(&args.dir)?;
+    let files = served::list(&dir, &args.dir, Some(manifest_id))?;
+    let verdict = crate::trust::manifest::verify(&crate::trust::manifest::BundleRequest {
+        files: &files,
+        manifest: &manifest,
+        keys: &trusted,
+        required: &required,
+        fail_on: args.fail_on,
+    });
+    Ok(BundleOutcome {
+        dir: args.dir.clone(),
+        manifest: args.manifest.clone(),
+        verdict,
+        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+    })
+}

@@ -35,6 +35,7 @@
 pub mod cli;
 pub mod convert;
 pub mod error;
+pub mod bundle;
 pub(crate) mod gate;
 pub mod guest;
 pub(crate) mod model_dir;

@@ -345,3 +345,140 @@ pub fn verification(o: &Outcome, json: bool) {
         ));
     }
 }
+
+/// `decant audit`: findings worst first, then the verdict.
+pub fn audit(a: &crate::bundle::audit::Audit, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({
+            "status": if a.passed() { "passed" } else { "failed" },
+            "audit": a,
+        }));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "audit of {}: {} files, {} findings",
+        one_line(&a.dir.display().to_string()),
+        a.files.len(),
+        a.findings.len()
+    );
+    for f in &a.findings {
+        let _ = writeln!(
+            out,
+            "  {:<8} {}: {}",
+            f.severity.as_str(),
+            one_line(&f.file),
+            one_line(&f.message)
+        );
+    }
+    let highest = a.highest.map_or("none", |h| h.as_str());
+    emit(&out);
+    if a.passed() {
+        emit(&format!(
+            "passed: highest finding {highest}, below --fail-on {}\n",
+            a.fail_on
+        ));
+    } else {
+        emit_err(&format!(
+            "decant: audit failed: a finding at {highest}, at or above --fail-on {}\nhint: do not serve this bundle as it is; each line above names the file and what was found\n",
+            a.fail_on
+        ));
+    }
+}
+
+/// `decant attest`.
+pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({
+            "status": "attested",
+            "manifest": done.manifest.to_string_lossy(),
+            "files": done.audit.files.len(),
+            "findings": done.audit.findings,
+            "highest": done.audit.highest,
+            "receipts": done.audit.receipts,
+            "bindings": done.bindings,
+        }));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "attested {} -> {} ({} files, {} findings, highest {})",
+        one_line(&done.audit.dir.display().to_string()),
+        one_line(&done.manifest.display().to_string()),
+        done.audit.files.len(),
+        done.audit.findings.len(),
+        done.audit.highest.map_or("none", |h| h.as_str())
+    );
+    for (name, b) in &done.bindings {
+        let _ = writeln!(
+            out,
+            "  bound {name} = {}{}",
+            one_line(&b.value),
+            if b.mutable {
+                " (mutable: --allow-mutable)"
+            } else {
+                ""
+            }
+        );
+    }
+    for r in &done.audit.receipts {
+        let _ = writeln!(
+            out,
+            "  receipt {} verified (signer {}), covers {} files",
+            one_line(&r.name),
+            r.signer,
+            r.covers.len()
+        );
+    }
+    emit(&out);
+}
+
+/// `decant verify DIR --receipt MANIFEST`.
+pub fn bundle_verification(o: &crate::gate::BundleOutcome, json: bool) {
+    let v = &o.verdict;
+    let failed: Vec<&str> = v
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name.as_str())
+        .collect();
+    if json {
+        emit_json(&serde_json::json!({
+            "status": if o.passed() { "verified" } else { "not_verified" },
+            "artifact": o.dir.to_string_lossy(),
+            "receipt": o.manifest.to_string_lossy(),
+            "signer_fingerprint": o.signer_fingerprint(),
+            "bindings": o.bindings(),
+            "checks": v.checks,
+            "failed": failed,
+        }));
+        return;
+    }
+    let mut out = String::new();
+    for c in &v.checks {
+        let mark = if c.passed { "ok  " } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "{mark} {:<13} {}",
+            c.name.as_str(),
+            one_line(&c.detail)
+        );
+    }
+    emit(&out);
+    if o.passed() {
+        emit(&format!(
+            "verified: bundle {} is the one {} attests (signer {})\n",
+            one_line(&o.dir.display().to_string()),
+            one_line(&o.manifest.display().to_string()),
+            o.signer_fingerprint().unwrap_or("?")
+        ));
+    } else {
+        emit_err(&format!(
+            "decant: NOT verified: bundle {} failed ({})\nhint: do not promote this bundle; each FAIL line above says what was expected and what was found\n",
+            one_line(&o.dir.display().to_string()),
+            failed.join(", ")
+        ));
+    }
+}

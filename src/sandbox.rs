@@ -90,6 +90,8 @@ impl std::error::Error for Fault {}
 pub enum Entry {
     Convert,
     Inspect,
+    /// Say what a file is (`decant audit`); writes nothing.
+    Audit,
 }
 
 /// A compiled converter, ready to run once per input.
@@ -312,6 +314,42 @@ impl Sandbox {
         source: File,
         output: Option<OutputSink>,
     ) -> Result<(abi::Outcome, Option<OutputSink>)> {
+        let (status, payload, output) = self.run_entry(entry, source, output)?;
+        let outcome: abi::Outcome = serde_json::from_slice(&payload)
+            .map_err(|e| guest_error(format!("the converter guest sent an invalid report: {e}")))?;
+        let expected = match outcome {
+            abi::Outcome::Done(_) => abi::status::OK,
+            abi::Outcome::Refused(_) => abi::status::REFUSED,
+        };
+        if status != expected {
+            return Err(guest_error(format!(
+                "the converter guest returned status {status} with a contradicting report"
+            )));
+        }
+        Ok((outcome, output))
+    }
+
+    /// Runs `audit` on one file: what its bytes are, scanned in the
+    /// sandbox under the same limits as a conversion.
+    pub fn scan(&self, source: File) -> Result<abi::FileScan> {
+        let (status, payload, _) = self.run_entry(Entry::Audit, source, None)?;
+        if status != abi::status::OK {
+            return Err(guest_error(format!(
+                "the converter guest returned status {status} from audit"
+            )));
+        }
+        serde_json::from_slice(&payload)
+            .map_err(|e| guest_error(format!("the converter guest sent an invalid scan: {e}")))
+    }
+
+    /// Runs one entry point; returns its status, its `finish` payload and
+    /// the output sink.
+    fn run_entry(
+        &self,
+        entry: Entry,
+        source: File,
+        output: Option<OutputSink>,
+    ) -> Result<(i32, Vec<u8>, Option<OutputSink>)> {
         let source_len = source
             .metadata()
             .map_err(|e| Error::io("cannot stat the source", &e))?
@@ -346,6 +384,7 @@ impl Sandbox {
         let name = match entry {
             Entry::Convert => abi::EXPORT_CONVERT,
             Entry::Inspect => abi::EXPORT_INSPECT,
+            Entry::Audit => abi::EXPORT_AUDIT,
         };
         // Wasm runs on its own thread with a native stack well beyond the
         // wasm stack limit: exhausting the thread stack would abort the
@@ -369,21 +408,10 @@ impl Sandbox {
         };
         let status = status.map_err(|e| self.classify(e, fuel))?;
         let host = store.into_data();
-        let outcome = host
+        let payload = host
             .outcome
             .ok_or_else(|| guest_error("the converter guest returned without reporting"))?;
-        let outcome: abi::Outcome = serde_json::from_slice(&outcome)
-            .map_err(|e| guest_error(format!("the converter guest sent an invalid report: {e}")))?;
-        let expected = match outcome {
-            abi::Outcome::Done(_) => abi::status::OK,
-            abi::Outcome::Refused(_) => abi::status::REFUSED,
-        };
-        if status != expected {
-            return Err(guest_error(format!(
-                "the converter guest returned status {status} with a contradicting report"
-            )));
-        }
-        Ok((outcome, host.output))
+        Ok((status, payload, host.output))
     }
 
     /// Turns a failed call into a user-facing error naming the limit.

@@ -35,22 +35,54 @@ pub fn file_id(file: &std::fs::File) -> std::io::Result<FileId> {
 /// (the receipt being checked); symlinks and special files are listed as
 /// problems.
 pub fn list(dir: &Dir, shown: &Path, except: Option<FileId>) -> Result<DirectoryFiles> {
-    let mut out = DirectoryFiles::default();
+    let listed = visit(dir, shown, except, &mut |_, file| {
+        sha256_file(file).map(Sha256Hex::from_computed)
+    })?;
+    Ok(DirectoryFiles {
+        files: listed.files,
+        problems: listed.problems,
+    })
+}
+
+/// What [`visit`] found: each regular file (path relative to the directory,
+/// `/`-separated) with what the visitor made of it, sorted by path, and
+/// the entries that are problems in themselves.
+pub struct Visited<T> {
+    pub files: Vec<(String, T)>,
+    pub problems: Vec<String>,
+}
+
+/// Opens every regular file under `dir` (as [`list`] finds them) and hands
+/// it to `each` with its relative path; an I/O error from `each` stops the
+/// walk, naming the file.
+pub fn visit<T>(
+    dir: &Dir,
+    shown: &Path,
+    except: Option<FileId>,
+    each: &mut dyn FnMut(&str, &std::fs::File) -> std::io::Result<T>,
+) -> Result<Visited<T>> {
+    let mut out = Visited {
+        files: Vec::new(),
+        problems: Vec::new(),
+    };
     let mut entries = 0;
-    walk(dir, shown, "", 0, except, &mut entries, &mut out)?;
-    out.files.sort();
+    walk(dir, shown, "", 0, except, &mut entries, each, &mut out)?;
+    // Paths are unique, so this is the order of `list` too.
+    out.files.sort_by(|a, b| a.0.cmp(&b.0));
     out.problems.sort();
     Ok(out)
 }
 
-fn walk(
+#[allow(clippy::too_many_arguments)]
+fn walk<T>(
     dir: &Dir,
     shown: &Path,
     prefix: &str,
     depth: usize,
     except: Option<FileId>,
     entries: &mut usize,
-    out: &mut DirectoryFiles,
+    each: &mut dyn FnMut(&str, &std::fs::File) -> std::io::Result<T>,
+    out: &mut Visited<T>,
 ) -> Result<()> {
     let at = |rel: &str| shown.join(rel);
     let io =
@@ -90,6 +122,7 @@ fn walk(
                 depth + 1,
                 except,
                 entries,
+                each,
                 out,
             )?;
         } else if kind.is_file() {
@@ -118,8 +151,8 @@ fn walk(
                 ));
                 continue;
             }
-            let sha = sha256_file(&file).map_err(|e| io(&rel, e))?;
-            out.files.push((rel, Sha256Hex::from_computed(sha)));
+            let made = each(&rel, &file).map_err(|e| io(&rel, e))?;
+            out.files.push((rel, made));
         } else {
             let what = if kind.is_symlink() {
                 "a symlink"

@@ -148,7 +148,7 @@ pub fn sign(payload: &[u8], key: &SigningKey) -> Envelope {
 
 /// Decodes base64 in either alphabet, padded or not (DSSE: verifiers MUST
 /// accept both).
-fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+pub(super) fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let lenient =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, lenient);

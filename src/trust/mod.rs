@@ -8,5 +8,6 @@
 
 pub mod dsse;
 pub mod keys;
+pub mod manifest;
 pub mod statement;
 pub mod verify;

@@ -53,6 +53,10 @@ pub enum CheckName {
     Policy,
     /// `decant verify --reproduce`.
     Reproduce,
+    /// A bundle manifest: the bindings `--require` asks for.
+    Bindings,
+    /// A bundle manifest: its recorded findings against `--fail-on`.
+    Findings,
 }
 
 impl CheckName {
@@ -69,6 +73,8 @@ impl CheckName {
             CheckName::Source => "source",
             CheckName::Policy => "policy",
             CheckName::Reproduce => "reproduce",
+            CheckName::Bindings => "bindings",
+            CheckName::Findings => "findings",
         }
     }
 }
@@ -130,6 +136,16 @@ pub struct Verified<T> {
 }
 
 impl<T> Verified<T> {
+    /// Only the trust core's verifiers make one, after every
+    /// authentication step passed.
+    pub(super) fn new(value: T, signer: usize, envelope: usize) -> Self {
+        Verified {
+            value,
+            signer,
+            envelope,
+        }
+    }
+
     /// Index into the trusted keys of the key that signed.
     pub fn signer(&self) -> usize {
         self.signer
@@ -314,11 +330,11 @@ fn annotate_first(v: &mut Verdict, note: String) {
     }
 }
 
-type Parsed = (usize, Result<Envelope, String>);
+pub(super) type Parsed = (usize, Result<Envelope, String>);
 
 /// One envelope (a JSON document, possibly pretty-printed) or JSON Lines of
 /// envelopes, each with its 1-based line number.
-fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
+pub(super) fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
     if bytes.len() > MAX_RECEIPT_BYTES {
         return Err(format!(
             "the receipt is more than the {MAX_RECEIPT_BYTES} bytes a receipt may have"

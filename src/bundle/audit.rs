@@ -1,0 +1,589 @@
+//! `decant audit DIR`: every file of a bundle classified, with its digest
+//! and findings, and a verdict against `--fail-on`.
+//!
+//! What a file is comes from its bytes, read in the sandbox
+//! ([`Sandbox::scan`]): a pickle named `model.safetensors` is a pickle.
+//! Names matter only for what loaders find by name: configs with
+//! `auto_map` or a chat template, `adapter_config.json`, Modelfiles,
+//! `.py` and `.jinja` files, receipts.
+
+use super::configs::{self, ConfigKind, MAX_CONFIG_BYTES};
+use super::findings::{executes_code, highest, Finding, FindingKind, Severity};
+use crate::convert::sha256_file;
+use crate::error::{one_line, Result};
+use crate::sandbox::Sandbox;
+use crate::served;
+use crate::trust::manifest;
+use crate::trust::statement::Sha256Hex;
+use crate::trust::verify::{self, Trust};
+use decant_abi::{FileScan, PickleScan, ScanFormat};
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What audit takes.
+pub struct Options<'a> {
+    pub dir: &'a Path,
+    pub trusted_keys: &'a [VerifyingKey],
+    pub fail_on: Severity,
+    /// A file under DIR to leave out (the manifest `attest` is writing).
+    pub except: Option<served::FileId>,
+}
+
+/// What a file is, for people and scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileClass {
+    /// Pickle-based (torch zip or legacy, any pickle), by content.
+    Pickle,
+    Safetensors,
+    Gguf,
+    /// A decant conversion receipt (`*.intoto.jsonl`).
+    Receipt,
+    /// A decant bundle manifest.
+    BundleManifest,
+    /// A JSON config, or another JSON file.
+    Config,
+    /// Python source.
+    Python,
+    /// A `.jinja` chat template.
+    ChatTemplate,
+    /// An Ollama Modelfile.
+    Modelfile,
+    /// A file loaders read as data: tokenizer vocabularies, README,
+    /// licence, images for the model card.
+    Data,
+    /// Anything else.
+    Unrecognised,
+}
+
+/// One file of the bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditedFile {
+    pub path: String,
+    pub sha256: Sha256Hex,
+    pub bytes: u64,
+    pub class: FileClass,
+    /// What the sandbox read in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<FileScan>,
+}
+
+/// The whole audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audit {
+    #[serde(serialize_with = "crate::render::lossy_path")]
+    pub dir: PathBuf,
+    pub files: Vec<AuditedFile>,
+    /// Worst first, then by file.
+    pub findings: Vec<Finding>,
+    pub highest: Option<Severity>,
+    pub fail_on: Severity,
+    /// Receipts that verified, with what they cover.
+    pub receipts: Vec<manifest::VerifiedReceipt>,
+    pub trusted_key_fingerprints: Vec<String>,
+}
+
+impl Audit {
+    /// Nothing at or above `fail_on`.
+    pub fn passed(&self) -> bool {
+        self.highest.is_none_or(|h| h < self.fail_on)
+    }
+}
+
+/// File names (or suffixes) of data files loaders read, which need no
+/// finding: tokenizer vocabularies and models, the model card and licence.
+const DATA_SUFFIXES: &[&str] = &[
+    ".txt",
+    ".md",
+    ".model",
+    ".tiktoken",
+    ".bpe",
+    ".vocab",
+    ".spm",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".webp",
+    ".csv",
+    ".yaml",
+    ".yml",
+    ".gitattributes",
+    ".gitignore",
+];
+const DATA_NAMES: &[&str] = &[
+    "LICENSE",
+    "LICENCE",
+    "NOTICE",
+    "COPYING",
+    "README",
+    "USE_POLICY",
+];
+
+fn is_data(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    DATA_SUFFIXES.iter().any(|s| lower.ends_with(s))
+        || DATA_NAMES.iter().any(|n| {
+            name == *n || name.starts_with(&format!("{n}.")) || name.starts_with(&format!("{n}-"))
+        })
+}
+
+/// What the walk keeps of each file.
+struct Seen {
+    sha256: Sha256Hex,
+    bytes: u64,
+    scan: std::result::Result<FileScan, String>,
+    /// The bytes of a small file audit reads itself (configs, Modelfiles,
+    /// receipts, templates).
+    text: Option<Vec<u8>>,
+}
+
+fn last_component(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn dir_of(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..=i])
+}
+
+fn host_reads(name: &str) -> Option<u64> {
+    if name.ends_with(".intoto.jsonl") {
+        Some(manifest::MAX_MANIFEST_BYTES as u64)
+    } else if configs::kind_of(name).is_some() || name.ends_with(".jinja") {
+        Some(MAX_CONFIG_BYTES)
+    } else {
+        None
+    }
+}
+
+fn read_capped(file: &File, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    file.try_clone()?.take(cap + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
+}
+
+/// Audits `opts.dir`.
+pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
+    let dir = crate::output::open_dir(opts.dir)?;
+    let visited = served::visit(&dir, opts.dir, opts.except, &mut |rel, file| {
+        let sha256 = Sha256Hex::from_computed(sha256_file(file)?);
+        let bytes = file.metadata()?.len();
+        let scan = sandbox
+            .scan(file.try_clone()?)
+            .map_err(|e| one_line(&e.message));
+        let text = match host_reads(last_component(rel)) {
+            Some(cap) => read_capped(file, cap)?,
+            None => None,
+        };
+        Ok(Seen {
+            sha256,
+            bytes,
+            scan,
+            text,
+        })
+    })?;
+    let present: BTreeSet<String> = visited.files.iter().map(|(p, _)| p.clone()).collect();
+    let mut findings = Vec::new();
+    for problem in &visited.problems {
+        findings.push(Finding::new(
+            Severity::High,
+            FindingKind::NotARegularFile,
+            problem.split(' ').next().unwrap_or(""),
+            format!(
+                "{problem}: a loader would serve what it points to, which is not in the bundle"
+            ),
+        ));
+    }
+    let trust_converters = [crate::guest::sha256()];
+    let trust = Trust {
+        keys: opts.trusted_keys,
+        converters: &trust_converters,
+    };
+    let digests: BTreeMap<&str, &Sha256Hex> = visited
+        .files
+        .iter()
+        .map(|(p, s)| (p.as_str(), &s.sha256))
+        .collect();
+    let mut receipts = Vec::new();
+    let mut covered: BTreeMap<String, String> = BTreeMap::new();
+    let mut files = Vec::new();
+    for (path, seen) in &visited.files {
+        let name = last_component(path);
+        let dir_prefix = dir_of(path);
+        let mut class = FileClass::Unrecognised;
+        match &seen.scan {
+            Err(why) => findings.push(Finding::new(
+                Severity::High,
+                FindingKind::Unscannable,
+                path,
+                format!("could not be scanned in the sandbox: {why}"),
+            )),
+            Ok(scan) => match scan.format {
+                ScanFormat::TorchZip | ScanFormat::ZipWithPickles | ScanFormat::Pickle => {
+                    class = FileClass::Pickle;
+                    pickle_findings(path, scan, &mut findings);
+                }
+                ScanFormat::Safetensors => {
+                    class = FileClass::Safetensors;
+                    if let Some(why) = &scan.damaged {
+                        findings.push(Finding::new(
+                            Severity::High,
+                            FindingKind::SafetensorsDamaged,
+                            path,
+                            format!("not a valid safetensors file: {why}"),
+                        ));
+                    }
+                }
+                ScanFormat::Gguf => {
+                    class = FileClass::Gguf;
+                    gguf_findings(path, scan, &mut findings);
+                }
+                ScanFormat::Other => {}
+            },
+        }
+        if class == FileClass::Unrecognised {
+            class = by_name(path, name, dir_prefix, seen, &present, &mut findings);
+        }
+        if class == FileClass::Receipt {
+            if let Some(bytes) = &seen.text {
+                if manifest::claims_bundle_predicate(bytes) {
+                    class = FileClass::BundleManifest;
+                } else if let Some(r) =
+                    verified_receipt(path, dir_prefix, bytes, &seen.sha256, trust, &digests)
+                {
+                    for f in &r.covers {
+                        covered.insert(f.clone(), path.clone());
+                    }
+                    receipts.push(r);
+                } else {
+                    findings.push(Finding::new(
+                        if opts.trusted_keys.is_empty() { Severity::Info } else { Severity::Medium },
+                        FindingKind::ReceiptUnverified,
+                        path,
+                        if opts.trusted_keys.is_empty() {
+                            "a receipt, not checked: no --trusted-key given".to_string()
+                        } else {
+                            "a receipt that does not verify with any trusted key (or covers no file here)".to_string()
+                        },
+                    ));
+                }
+            }
+        }
+        if class == FileClass::Unrecognised {
+            findings.push(Finding::new(
+                Severity::Low,
+                FindingKind::Unrecognised,
+                path,
+                "a file audit does not recognise: check what loads it",
+            ));
+        }
+        files.push(AuditedFile {
+            path: path.clone(),
+            sha256: seen.sha256.clone(),
+            bytes: seen.bytes,
+            class,
+            scan: seen.scan.as_ref().ok().cloned(),
+        });
+    }
+    for f in files.iter().filter(|f| f.class == FileClass::Safetensors) {
+        if f.scan.as_ref().is_some_and(|s| s.damaged.is_some()) {
+            continue;
+        }
+        findings.push(match covered.get(&f.path) {
+            Some(receipt) => Finding::new(
+                Severity::Info,
+                FindingKind::SafetensorsProven,
+                &f.path,
+                format!("covered by receipt {receipt}, signed by a trusted key"),
+            ),
+            None => Finding::new(
+                Severity::Medium,
+                FindingKind::SafetensorsUnproven,
+                &f.path,
+                "no receipt in the bundle that verifies with a trusted key covers it: how it was made is not proven",
+            ),
+        });
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.file.cmp(&b.file))
+            .then_with(|| a.kind.cmp(&b.kind))
+            .then_with(|| a.message.cmp(&b.message))
+    });
+    Ok(Audit {
+        dir: opts.dir.to_path_buf(),
+        highest: highest(&findings),
+        files,
+        findings,
+        fail_on: opts.fail_on,
+        receipts,
+        trusted_key_fingerprints: opts
+            .trusted_keys
+            .iter()
+            .map(crate::trust::keys::fingerprint)
+            .collect(),
+    })
+}
+
+/// Classifies a file the sandbox found no model format in, by name.
+fn by_name(
+    path: &str,
+    name: &str,
+    dir_prefix: &str,
+    seen: &Seen,
+    present: &BTreeSet<String>,
+    findings: &mut Vec<Finding>,
+) -> FileClass {
+    if name.ends_with(".intoto.jsonl") {
+        return FileClass::Receipt;
+    }
+    if name.ends_with(".py") {
+        findings.push(Finding::new(
+            Severity::Medium,
+            FindingKind::PythonFile,
+            path,
+            "Python source: runs if a loader imports it (trust_remote_code=True, or a custom pipeline)",
+        ));
+        return FileClass::Python;
+    }
+    let text = seen.text.as_deref();
+    if name.ends_with(".jinja") {
+        if let Some(t) = text {
+            findings.push(configs::template_finding(path, "chat template", t));
+        }
+        return FileClass::ChatTemplate;
+    }
+    let Some(kind) = configs::kind_of(name) else {
+        return if is_data(name) {
+            FileClass::Data
+        } else {
+            FileClass::Unrecognised
+        };
+    };
+    let Some(bytes) = text else {
+        findings.push(Finding::new(
+            Severity::High,
+            FindingKind::ConfigUnreadable,
+            path,
+            format!("larger than the {MAX_CONFIG_BYTES} bytes audit reads of a config"),
+        ));
+        return FileClass::Config;
+    };
+    match kind {
+        ConfigKind::Loader => {
+            findings.extend(configs::loader_config(path, dir_prefix, bytes, present))
+        }
+        ConfigKind::Adapter => findings.extend(configs::adapter_config(path, bytes)),
+        ConfigKind::Modelfile => {
+            findings.extend(configs::modelfile(path, dir_prefix, bytes, present));
+            return FileClass::Modelfile;
+        }
+        ConfigKind::OtherJson => {}
+    }
+    FileClass::Config
+}
+
+/// How many names one finding lists.
+const NAMED: usize = 8;
+
+fn names(list: &[&str], total: u64) -> String {
+    let mut s = list
+        .iter()
+        .take(NAMED)
+        .map(|n| one_line(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let shown = list.len().min(NAMED) as u64;
+    if total > shown {
+        s.push_str(&format!(" and {} more", total - shown));
+    }
+    s
+}
+
+fn pickle_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
+    let Some(p) = &scan.pickle else {
+        out.push(Finding::new(
+            Severity::High,
+            FindingKind::PickleUnreadable,
+            path,
+            "pickle-based, but the scan reported no pickle",
+        ));
+        return;
+    };
+    let convert = convert_note(p);
+    let mut executing = Vec::new();
+    let mut unsafe_globals = Vec::new();
+    let mut outside_total = 0;
+    let mut hidden = 0;
+    let mut damaged = Vec::new();
+    for s in &p.streams {
+        outside_total += s.outside_total;
+        hidden += s.unresolved;
+        for g in s.globals.iter().filter(|g| !g.allowlisted) {
+            if executes_code(&g.name) {
+                executing.push(g.name.as_str());
+            } else {
+                unsafe_globals.push(g.name.as_str());
+            }
+        }
+        if let Some(why) = &s.damaged {
+            damaged.push(format!("{}: {why}", s.location));
+        }
+    }
+    let listed = (executing.len() + unsafe_globals.len()) as u64;
+    if !executing.is_empty() {
+        out.push(Finding::new(
+            Severity::Critical,
+            FindingKind::PickleCodeExecution,
+            path,
+            format!(
+                "a pickle naming {}, which runs code when a plain torch.load or pickle.load reads it; {convert}",
+                names(&executing, executing.len() as u64)
+            ),
+        ));
+    }
+    if hidden > 0 {
+        out.push(Finding::new(
+            Severity::Critical,
+            FindingKind::PickleHiddenGlobal,
+            path,
+            format!("a pickle computing {hidden} of the names it imports, so they cannot be read without running it; {convert}"),
+        ));
+    }
+    let unlisted = outside_total.saturating_sub(listed);
+    if !unsafe_globals.is_empty() || unlisted > 0 {
+        out.push(Finding::new(
+            Severity::High,
+            FindingKind::PickleUnsafeGlobal,
+            path,
+            format!(
+                "a pickle naming {} outside torch's weights-only allowlist: a plain torch.load imports and may call them; {convert}",
+                names(&unsafe_globals, unsafe_globals.len() as u64 + unlisted)
+            ),
+        ));
+    }
+    if !damaged.is_empty() || p.streams_total > p.streams.len() as u64 {
+        let mut why = damaged.join("; ");
+        if p.streams_total > p.streams.len() as u64 {
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str(&format!(
+                "{} pickles, {} scanned",
+                p.streams_total,
+                p.streams.len()
+            ));
+        }
+        out.push(Finding::new(
+            Severity::High,
+            FindingKind::PickleUnreadable,
+            path,
+            format!(
+                "a pickle-based file not fully scanned ({}), so what it imports is not known",
+                one_line(&why)
+            ),
+        ));
+    }
+    if executing.is_empty() && hidden == 0 && outside_total == 0 && damaged.is_empty() {
+        out.push(Finding::new(
+            Severity::Medium,
+            FindingKind::PickleWeightsOnly,
+            path,
+            format!(
+                "a pickle naming only allowlisted globals: torch.load(weights_only=True) reads it without running code, but every loader of the bundle must; {convert}"
+            ),
+        ));
+    }
+}
+
+fn convert_note(p: &PickleScan) -> String {
+    match (&p.refusal, p.convertible) {
+        (_, true) => "decant converts it to safetensors".into(),
+        (Some(r), false) => format!("decant refuses it ({})", one_line(&r.message)),
+        (None, false) => "decant does not convert it (not a torch checkpoint)".into(),
+    }
+}
+
+fn gguf_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
+    if let Some(why) = &scan.damaged {
+        out.push(Finding::new(
+            Severity::High,
+            FindingKind::GgufDamaged,
+            path,
+            format!("not a valid GGUF file: {}", one_line(why)),
+        ));
+    }
+    let Some(g) = &scan.gguf else {
+        return;
+    };
+    out.push(Finding::new(
+        Severity::Info,
+        FindingKind::Gguf,
+        path,
+        format!(
+            "GGUF v{}, architecture {}, file type {}, {} tensors, {} metadata entries",
+            g.version,
+            g.architecture.as_deref().map_or("unknown".into(), one_line),
+            g.file_type.map_or("unknown".into(), |t| t.to_string()),
+            g.tensor_count,
+            g.metadata_count
+        ),
+    ));
+    if let Some(t) = &g.chat_template {
+        out.push(Finding::new(
+            Severity::Info,
+            FindingKind::ChatTemplate,
+            path,
+            format!(
+                "embedded chat template (tokenizer.chat_template): {} bytes, sha256 {} (part of what the model is served with)",
+                t.bytes, t.sha256
+            ),
+        ));
+    }
+}
+
+/// The receipt at `path`, if it authenticates with a trusted key, with the
+/// bundle files it vouches for (a subject whose digest matches the file of
+/// that name beside the receipt).
+fn verified_receipt(
+    path: &str,
+    dir_prefix: &str,
+    bytes: &[u8],
+    sha256: &Sha256Hex,
+    trust: Trust<'_>,
+    digests: &BTreeMap<&str, &Sha256Hex>,
+) -> Option<manifest::VerifiedReceipt> {
+    if trust.keys.is_empty() {
+        return None;
+    }
+    let statement = verify::authenticate(bytes, trust)?;
+    let covers: Vec<String> = statement
+        .subject
+        .iter()
+        .filter_map(|s| {
+            let file = format!("{dir_prefix}{}", s.name);
+            (digests.get(file.as_str()) == Some(&&s.digest.sha256)).then_some(file)
+        })
+        .collect();
+    if covers.is_empty() {
+        return None;
+    }
+    Some(manifest::VerifiedReceipt {
+        name: path.to_string(),
+        digest: crate::trust::statement::DigestSet {
+            sha256: sha256.clone(),
+        },
+        signer: trust
+            .keys
+            .get(statement.signer())
+            .map(crate::trust::keys::fingerprint)
+            .unwrap_or_default(),
+        covers,
+    })
+}
