@@ -12,6 +12,7 @@
     dead_code
 )]
 
+mod bundle;
 mod cli;
 mod common;
 mod convert;
