@@ -40,8 +40,22 @@ pub fn list(dir: &Dir, shown: &Path, except: Option<FileId>) -> Result<Directory
     })?;
     Ok(DirectoryFiles {
         files: listed.files,
-        problems: listed.problems,
+        problems: listed.problems.iter().map(Problem::to_string).collect(),
     })
+}
+
+/// An entry that is a problem in itself: its path (relative, as far as it
+/// can be shown) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub path: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.path, self.what)
+    }
 }
 
 /// What [`visit`] found: each regular file (path relative to the directory,
@@ -49,7 +63,7 @@ pub fn list(dir: &Dir, shown: &Path, except: Option<FileId>) -> Result<Directory
 /// the entries that are problems in themselves.
 pub struct Visited<T> {
     pub files: Vec<(String, T)>,
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
 }
 
 /// Opens every regular file under `dir` (as [`list`] finds them) and hands
@@ -88,9 +102,10 @@ fn walk<T>(
     let io =
         |rel: &str, e: std::io::Error| Error::io(format!("cannot read {}", at(rel).display()), &e);
     if depth > MAX_DEPTH {
-        out.problems.push(format!(
-            "{prefix} is nested more than {MAX_DEPTH} directories deep"
-        ));
+        out.problems.push(Problem {
+            path: prefix.to_string(),
+            what: format!("is nested more than {MAX_DEPTH} directories deep"),
+        });
         return Ok(());
     }
     for entry in dir.entries().map_err(|e| io(prefix, e))? {
@@ -105,10 +120,10 @@ fn walk<T>(
         }
         let raw = entry.file_name();
         let Some(name) = raw.to_str() else {
-            out.problems.push(format!(
-                "{prefix}{} has a name that is not UTF-8",
-                raw.to_string_lossy()
-            ));
+            out.problems.push(Problem {
+                path: format!("{prefix}{}", raw.to_string_lossy()),
+                what: "has a name that is not UTF-8".into(),
+            });
             continue;
         };
         let rel = format!("{prefix}{name}");
@@ -131,8 +146,10 @@ fn walk<T>(
             let file = match crate::open::regular_file_in(dir, name, Path::new(prefix)) {
                 Ok(Ok(file)) => file,
                 Ok(Err(_)) => {
-                    out.problems
-                        .push(format!("{rel} changed into a non-file while being listed"));
+                    out.problems.push(Problem {
+                        path: rel,
+                        what: "changed into a non-file while being listed".into(),
+                    });
                     continue;
                 }
                 Err(e) => return Err(io(&rel, e)),
@@ -145,10 +162,13 @@ fn walk<T>(
                 if meta.nlink() == 1 {
                     continue;
                 }
-                out.problems.push(format!(
-                    "{rel} is a name of the receipt, which has {} (a receipt inside the directory may have only one)",
-                    meta.nlink()
-                ));
+                out.problems.push(Problem {
+                    path: rel,
+                    what: format!(
+                        "is a name of the receipt, which has {} (a receipt inside the directory may have only one)",
+                        meta.nlink()
+                    ),
+                });
                 continue;
             }
             let made = each(&rel, &file).map_err(|e| io(&rel, e))?;
@@ -159,8 +179,10 @@ fn walk<T>(
             } else {
                 "a special file (FIFO, socket or device)"
             };
-            out.problems
-                .push(format!("{rel} is {what}, not a regular file"));
+            out.problems.push(Problem {
+                path: rel,
+                what: format!("is {what}, not a regular file"),
+            });
         }
     }
     Ok(())

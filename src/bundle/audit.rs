@@ -193,9 +193,10 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
         findings.push(Finding::new(
             Severity::High,
             FindingKind::NotARegularFile,
-            problem.split(' ').next().unwrap_or(""),
+            &problem.path,
             format!(
-                "{problem}: a loader would serve what it points to, which is not in the bundle"
+                "{}: a loader would serve what it points to, which is not in the bundle",
+                problem.what
             ),
         ));
     }

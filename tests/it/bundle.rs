@@ -692,3 +692,18 @@ fn audit_names_the_globals_of_every_hostile_pickle() {
         "only {checked} hostile fixtures carry ground-truth globals"
     );
 }
+
+/// What a symlink serves is not in the bundle: a finding naming it, and a
+/// failed audit; a file named with spaces is named whole.
+#[test]
+fn a_symlink_in_a_bundle_is_a_high_finding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    clean_bundle(&dir);
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("tokenizer config.json")).unwrap();
+    let (code, v) = audit_json(&dir, &[]);
+    assert_eq!(code, 1, "{v}");
+    let all = findings(&v);
+    let m = message(&all, "not_a_regular_file", "tokenizer config.json");
+    assert!(m.starts_with("is a symlink, not a regular file"), "{m}");
+}
