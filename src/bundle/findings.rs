@@ -201,8 +201,15 @@ const CODE_EXECUTION_BUILTINS: &[&str] = &[
     "quit",
 ];
 
-/// Whether naming `global` (`module.name`) is naming code execution.
+/// Whether naming `global` is naming code execution. `global` is
+/// `module.name`, or `module:qual.name` for a dotted name (STACK_GLOBAL),
+/// whose attribute chain can reach a module of its own (`torch:os.system`
+/// is `os.system`, through torch's module attribute `os`).
 pub fn executes_code(global: &str) -> bool {
+    if let Some((module, qualname)) = global.split_once(':') {
+        return executes_code(&format!("{module}.{}", first(qualname)))
+            || (qualname.contains('.') && executes_code(qualname));
+    }
     let (module, name) = global.rsplit_once('.').unwrap_or((global, ""));
     if matches!(module, "builtins" | "__builtin__" | "__builtins__") {
         return CODE_EXECUTION_BUILTINS.contains(&name);
@@ -213,6 +220,10 @@ pub fn executes_code(global: &str) -> bool {
                 .strip_prefix(m)
                 .is_some_and(|rest| rest.starts_with('.'))
     })
+}
+
+fn first(qualname: &str) -> &str {
+    qualname.split('.').next().unwrap_or(qualname)
 }
 
 #[cfg(test)]
@@ -241,6 +252,10 @@ mod tests {
             "os.path.join",
             "runpy._run_code",
             "torch.hub.load",
+            "pathlib:os.system",
+            "torch:os.system",
+            "asyncio.unix_events:_UnixSubprocessTransport._start",
+            "builtins:getattr",
         ] {
             assert!(executes_code(g), "{g}");
         }
@@ -250,6 +265,7 @@ mod tests {
             "builtins.set",
             "osx.thing",
             "numpy.core.multiarray._reconstruct",
+            "collections:OrderedDict.fromkeys",
         ] {
             assert!(!executes_code(g), "{g}");
         }
