@@ -19,7 +19,10 @@ pub const COMPILED: &[u8] =
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 pub const COMPILED: &[u8] =
     include_bytes!("../converter-guest/dist/decant_guest.aarch64-unknown-linux-gnu.cwasm");
-#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_os = "linux")))]
+#[cfg(not(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux"
+)))]
 compile_error!(
     "no precompiled converter for this target: add it to TARGETS in src/bin/precompile.rs and run converter-guest/build-wasm.sh"
 );

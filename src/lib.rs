@@ -32,10 +32,10 @@
 // of time (`sandbox::load_compiled_converter`, with its SAFETY argument).
 #![deny(unsafe_code)]
 
+pub mod bundle;
 pub mod cli;
 pub mod convert;
 pub mod error;
-pub mod bundle;
 pub(crate) mod gate;
 pub mod guest;
 pub(crate) mod model_dir;

@@ -229,13 +229,6 @@ pub struct PickleScan {
     pub streams: Vec<PickleStream>,
     /// How many pickle streams there are in all.
     pub streams_total: u64,
-    /// Whether decant converts the file: `None` if it does, else the
-    /// refusal `decant convert` would give (only for torch formats; `None`
-    /// with [`PickleScan::convertible`] false for other pickles).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Refusal>,
-    /// Whether `decant convert` accepts the file.
-    pub convertible: bool,
 }
 
 /// One pickle stream's references.

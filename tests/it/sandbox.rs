@@ -70,7 +70,8 @@ fn compiled_converter_is_made_from_exactly_the_committed_wasm() {
         );
     }
     // And the binary embeds the host target's artifact.
-    let host = decant::sandbox::precompile(decant::guest::WASM, decant::guest::HOST_TARGET).unwrap();
+    let host =
+        decant::sandbox::precompile(decant::guest::WASM, decant::guest::HOST_TARGET).unwrap();
     assert!(host == decant::guest::COMPILED);
 }
 

@@ -9,8 +9,8 @@
 
 mod compat;
 pub mod globals;
-mod input;
-mod text;
+pub(crate) mod input;
+pub(crate) mod text;
 pub mod value;
 
 /// `int()` of a record's bytes, for the zip reader's `.storage_alignment`.

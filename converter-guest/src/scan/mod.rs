@@ -1,0 +1,428 @@
+//! `decant audit`, the guest side: what one file of a model bundle is,
+//! judged by its bytes alone.
+//!
+//! Parsing a model file is the dangerous part of auditing one, so it runs
+//! here, in the sandbox: the host only lists files and hands the guest one
+//! file's bytes through [`Source`]. The answer is a
+//! [`FileScan`]: facts (format, pickle globals, header contents), which the
+//! host turns into findings. Nothing here fails: a file that is damaged or
+//! of no known format is an answer too.
+//!
+//! - `detect`: the format, by signature.
+//! - `pickle`: the static pickle scanner (one stream).
+//! - `zip`: a zip archive's members, as every kind of reader finds them.
+//! - `safetensors`, `gguf`: the header checks.
+//! - `listing`: the caps on the answer and its size.
+//!
+//! This file decides which bytes are pickle streams: for a pickle at byte 0,
+//! streams back to back while the next byte starts one (a legacy torch file
+//! holds exactly five, then raw storage bytes, which are never scanned); in
+//! a zip, every `*.pkl` / `*.pickle` member, with any streams following the
+//! first inside it.
+
+mod detect;
+mod gguf;
+mod listing;
+mod pickle;
+mod safetensors;
+mod zip;
+
+// The VM's own stream reader and text-literal decoders: the scanner must
+// decode exactly as the VM does.
+use crate::pickle::input;
+use crate::pickle::text;
+
+use crate::pickle::{Machine, Obj, PidStyle};
+use crate::source::Source;
+use decant_abi::{FileScan, PickleStream, ScanFormat, MAX_GLOBAL_NAME};
+use detect::Detected;
+use listing::Listing;
+use pickle::{Scanned, Scanner};
+
+/// `torch.serialization.MAGIC_NUMBER` as LONG1 bytes (`torch/legacy.rs`
+/// keeps its copy private).
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// The legacy magic pickle is 15 bytes as torch writes it (protocol 2) and
+/// a few dozen in any other protocol; a longer first stream is not it.
+const MAX_MAGIC_PICKLE: u64 = 1024;
+/// A legacy torch file's pickles: magic, protocol, sys_info, the object,
+/// the storage keys.
+const LEGACY_PICKLES: u64 = 5;
+
+/// Describes `src` by its content.
+pub fn audit(src: &dyn Source) -> FileScan {
+    let mut scan = match detect::detect(src) {
+        Detected::Zip => zip_file(src),
+        Detected::Gguf => {
+            let (gguf, damaged) = gguf::scan(src);
+            let scan = FileScan {
+                gguf,
+                damaged,
+                ..file(ScanFormat::Gguf)
+            };
+            or_polyglot_pickle(src, scan, "GGUF")
+        }
+        Detected::Safetensors(n) => {
+            let (header, damaged) = safetensors::scan(src, n);
+            let scan = FileScan {
+                safetensors: Some(header),
+                damaged,
+                ..file(ScanFormat::Safetensors)
+            };
+            or_polyglot_pickle(src, scan, "safetensors")
+        }
+        Detected::Pickle => {
+            let (sc, first) = first_stream(src);
+            if is_pickle(src, &first) {
+                pickle_file(src, sc, first, None)
+            } else {
+                or_prefixed_zip(src)
+            }
+        }
+        Detected::Other => or_prefixed_zip(src),
+    };
+    listing::fit(&mut scan);
+    scan
+}
+
+/// A file that starts with no known signature may still be a zip behind a
+/// prefix (a self-extractor, a 7z or other header): zip readers, torch's
+/// included, find an archive by its end record and take the prefix in
+/// their stride. So a file whose last bytes hold an end record is read as
+/// a zip.
+fn or_prefixed_zip(src: &dyn Source) -> FileScan {
+    // The end record is 22 bytes plus a comment of at most 65,535.
+    const TAIL: u64 = 22 + 65_535;
+    let len = src.len();
+    let start = len.saturating_sub(TAIL);
+    let Ok(tail) = src.read_vec(start, len - start) else {
+        return file(ScanFormat::Other);
+    };
+    if tail.windows(4).any(|w| w == b"PK\x05\x06") {
+        let scan = zip_file(src);
+        if scan.format != ScanFormat::Other {
+            return scan;
+        }
+    }
+    file(ScanFormat::Other)
+}
+
+fn file(format: ScanFormat) -> FileScan {
+    FileScan {
+        format,
+        pickle: None,
+        safetensors: None,
+        gguf: None,
+        damaged: None,
+    }
+}
+
+/// `s` cut to at most [`MAX_GLOBAL_NAME`] bytes on a character boundary,
+/// with `...` appended when anything was cut (or `cut` says the text was
+/// shortened already).
+fn shorten(mut s: String, cut: bool) -> String {
+    if s.len() <= MAX_GLOBAL_NAME && !cut {
+        return s;
+    }
+    let mut end = MAX_GLOBAL_NAME.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str("...");
+    s
+}
+
+fn first_stream(src: &dyn Source) -> (Scanner<'_>, Scanned) {
+    let mut sc = Scanner::new(src, 0, src.len(), String::new());
+    let first = sc.scan(None, "byte 0".into());
+    (sc, first)
+}
+
+/// Whether a file starting with an opcode byte is a pickle rather than,
+/// say, a licence text starting with `M` (BININT2): its first stream
+/// reaches STOP, or names a global an unpickler could import (or one it
+/// cannot name), or the file starts with a PROTO header of a real protocol.
+/// Text failing that test imports nothing under `pickle.load`.
+fn is_pickle(src: &dyn Source, first: &Scanned) -> bool {
+    let (h, n) = detect::head::<2>(src);
+    let proto_header = n == 2 && h.first() == Some(&0x80) && h.get(1).is_some_and(|&p| p <= 5);
+    first.stopped || first.importable || first.unresolved > 0 || proto_header
+}
+
+/// A safetensors or GGUF file that starts with an opcode byte (a quarter of
+/// all length fields do) is scanned as a pickle too: if its bytes are also a
+/// complete pickle that names a global, torch.load and pickle.load run that
+/// pickle whatever the file claims to be, so it is reported as one. A
+/// damaged header whose bytes name an importable global is one as well.
+fn or_polyglot_pickle(src: &dyn Source, scan: FileScan, what: &str) -> FileScan {
+    let (h, n) = detect::head::<1>(src);
+    if n == 0 || !h.first().is_some_and(|&b| crate::pickle::is_opcode(b)) {
+        return scan;
+    }
+    let (sc, first) = first_stream(src);
+    let valid = scan.damaged.is_none();
+    let names = first.globals_total > 0 || first.unresolved > 0;
+    if !((first.stopped && names) || (!valid && first.importable)) {
+        return scan;
+    }
+    let note = valid.then(|| {
+        format!("the file is also a valid {what} file: one file that readers take for two formats (a polyglot)")
+    });
+    pickle_file(src, sc, first, note)
+}
+
+/// Whether the stream `[0, end)` is torch's legacy magic number.
+fn is_legacy_magic(src: &dyn Source, end: u64) -> bool {
+    if end > MAX_MAGIC_PICKLE {
+        return false;
+    }
+    let mut m = Machine::new(PidStyle::Legacy);
+    m.persistent_ids = false;
+    match m.load(src, 0, end, "") {
+        Ok(l) => matches!(m.heap.obj(l.value), Some(Obj::BigInt(b)) if *b == LEGACY_MAGIC),
+        Err(_) => false,
+    }
+}
+
+/// A file of pickle streams from byte 0, `first` already scanned.
+fn pickle_file(
+    src: &dyn Source,
+    mut sc: Scanner,
+    first: Scanned,
+    note: Option<String>,
+) -> FileScan {
+    // A legacy torch file: five pickles, then raw storage bytes.
+    let limit = if first.stopped && is_legacy_magic(src, first.end) {
+        LEGACY_PICKLES
+    } else {
+        u64::MAX
+    };
+    let mut list = Listing::default();
+    let ok = first.stopped;
+    list.push(first.into_stream());
+    more_streams(&mut sc, &mut list, ok, limit, |at| format!("byte {at}"));
+    FileScan {
+        pickle: Some(list.into_scan()),
+        damaged: note,
+        ..file(ScanFormat::Pickle)
+    }
+}
+
+/// Scans streams back to back after one that reached its STOP (`ok`),
+/// while the next byte starts another, until `limit` streams in all.
+fn more_streams(
+    sc: &mut Scanner,
+    list: &mut Listing,
+    mut ok: bool,
+    limit: u64,
+    location: impl Fn(u64) -> String,
+) {
+    while ok && list.total() < limit {
+        let at = sc.offset();
+        let Some(code) = sc.next_opcode() else {
+            break;
+        };
+        let s = sc.scan(Some(code), location(at));
+        ok = s.stopped;
+        list.push(s.into_stream());
+    }
+}
+
+/// A byte range of another source, as a source of its own (a zip stored
+/// inside a zip).
+struct Window<'a> {
+    src: &'a dyn Source,
+    start: u64,
+    len: u64,
+}
+
+impl Source for Window<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = buf
+            .len()
+            .min((self.len - offset).min(usize::MAX as u64) as usize);
+        match (buf.get_mut(..n), self.start.checked_add(offset)) {
+            (Some(b), Some(at)) => self.src.read_at(at, b),
+            _ => 0,
+        }
+    }
+}
+
+/// How deep zips inside zips are opened.
+const MAX_ZIP_NESTING: u32 = 3;
+
+/// The first bytes of a stored, readable member's data.
+fn member_head(src: &dyn Source, m: &zip::Member) -> Option<[u8; 4]> {
+    if m.error.is_some() || m.encrypted || m.compression.is_some() {
+        return None;
+    }
+    let (start, size) = m.data?;
+    if size < 4 {
+        return None;
+    }
+    let mut h = [0u8; 4];
+    src.read_exact_at(start, &mut h).ok()?;
+    Some(h)
+}
+
+/// Where the zip's end record (and its comment) ends, if the end record
+/// can be found: bytes after it are no part of the archive.
+fn zip_end(src: &dyn Source) -> Option<u64> {
+    const TAIL: u64 = 22 + 65_535;
+    let len = src.len();
+    let start = len.saturating_sub(TAIL);
+    let tail = src.read_vec(start, len - start).ok()?;
+    let at = tail.windows(4).rposition(|w| w == b"PK\x05\x06")?;
+    let comment: [u8; 2] = tail.get(at + 20..at + 22)?.try_into().ok()?;
+    let comment = u64::from(u16::from_le_bytes(comment));
+    Some(start + at as u64 + 22 + comment)
+}
+
+fn zip_file(src: &dyn Source) -> FileScan {
+    zip_file_at(src, 0)
+}
+
+fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
+    let members = zip::members(src);
+    let torch_layout = members.list.iter().any(zip::Member::is_torch_data_pkl);
+    let mut pickles: Vec<&zip::Member> = members.list.iter().filter(|m| m.is_pickle()).collect();
+    // File order (stable: the directory's view of an entry first).
+    pickles.sort_by_key(|m| m.data.map_or(m.header_start, |(start, _)| start));
+    let format = if torch_layout {
+        ScanFormat::TorchZip
+    } else if !pickles.is_empty() {
+        ScanFormat::ZipWithPickles
+    } else {
+        ScanFormat::Other
+    };
+    let damaged = members.directory_error.as_ref().map(|e| {
+        if members.list.is_empty() {
+            format!("a zip archive whose central directory cannot be read ({e})")
+        } else {
+            format!("the zip central directory cannot be read ({e}); members were found by their local headers")
+        }
+    });
+    let mut list = Listing::default();
+    for m in pickles {
+        scan_member(src, m, &mut list);
+    }
+    // What a lenient reader could still load: members under other names
+    // holding a pickle (a PROTO opcode first; kept only when one parses
+    // to its STOP and names a global, so tensor bytes that happen to
+    // start like one are not reported), zips stored inside the zip, and
+    // bytes after the archive's end.
+    for m in &members.list {
+        let Some(head) = member_head(src, m) else {
+            continue;
+        };
+        let Some((start, size)) = m.data else {
+            continue;
+        };
+        let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
+        if !m.is_pickle() && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+            let mut sc = Scanner::new(src, start, start.saturating_add(size), name.clone());
+            let s = sc.scan(None, format!("{name} (a pickle under another name)"));
+            if s.stopped && s.names_globals() {
+                list.push(s.into_stream());
+            }
+        } else if head == *b"PK\x03\x04" && depth < MAX_ZIP_NESTING {
+            let inner = Window {
+                src,
+                start,
+                len: size,
+            };
+            if let Some(p) = zip_file_at(&inner, depth + 1).pickle {
+                for mut st in p.streams {
+                    st.location = format!("{name} (a zip inside the zip): {}", st.location);
+                    list.push(st);
+                }
+            }
+        }
+    }
+    if let Some(end) = zip_end(src).filter(|&e| e < src.len()) {
+        let mut sc = Scanner::new(src, end, src.len(), "after the zip".into());
+        if let Some(code) = sc.next_opcode() {
+            let s = sc.scan(Some(code), format!("byte {end}, after the end of the zip"));
+            let ok = s.stopped;
+            list.push(s.into_stream());
+            more_streams(&mut sc, &mut list, ok, u64::MAX, |at| {
+                format!("byte {at}, after the end of the zip")
+            });
+        }
+    }
+    let format = if format == ScanFormat::Other && list.total() > 0 {
+        ScanFormat::ZipWithPickles
+    } else {
+        format
+    };
+    if format == ScanFormat::Other {
+        return FileScan {
+            damaged,
+            ..file(format)
+        };
+    }
+    FileScan {
+        pickle: Some(list.into_scan()),
+        damaged,
+        ..file(format)
+    }
+}
+
+fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
+    let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
+    let location = if m.listed {
+        name.clone()
+    } else {
+        format!(
+            "{name} (a local entry at byte {} that the central directory does not list)",
+            m.header_start
+        )
+    };
+    let unscanned = |why: String| PickleStream {
+        location: location.clone(),
+        protocol: 0,
+        globals: Vec::new(),
+        outside_total: 0,
+        globals_total: 0,
+        unresolved: 0,
+        calls: 0,
+        damaged: Some(why),
+    };
+    let why = if let Some(e) = &m.error {
+        Some(format!(
+            "the member could not be read, so it was not scanned: {e}"
+        ))
+    } else if m.encrypted {
+        Some("the member is encrypted, so it was not scanned".into())
+    } else {
+        m.compression.as_ref().map(|method| {
+            format!(
+                "the member is compressed ({method}), which the converter's zip reader does not decompress, so it was not scanned"
+            )
+        })
+    };
+    let data = match (why, m.data) {
+        (Some(why), _) => return list.push(unscanned(why)),
+        (None, None) => {
+            return list.push(unscanned(
+                "the member's data cannot be located, so it was not scanned".into(),
+            ))
+        }
+        (None, Some(data)) => data,
+    };
+    let (start, size) = data;
+    let mut sc = Scanner::new(src, start, start.saturating_add(size), name);
+    let first = sc.scan(None, location.clone());
+    let ok = first.stopped;
+    list.push(first.into_stream());
+    more_streams(&mut sc, list, ok, u64::MAX, |at| {
+        format!("{location}, byte {at}")
+    });
+}
