@@ -375,6 +375,28 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
     }
 }
 
+/// The most bytes a compressed member is inflated to for scanning (a
+/// pickle this large is not a config; the sandbox's memory cap is 256 MiB).
+const MAX_INFLATED: usize = 64 << 20;
+
+/// A deflate-compressed member's bytes, inflated up to [`MAX_INFLATED`].
+fn inflate(src: &dyn Source, (start, size): (u64, u64)) -> Result<Vec<u8>, String> {
+    if size > MAX_INFLATED as u64 {
+        return Err(format!(
+            "the member is compressed and {size} bytes long, more than audit inflates, so it was not scanned"
+        ));
+    }
+    let compressed = src.read_vec(start, size).map_err(|e| {
+        format!(
+            "the member could not be read, so it was not scanned: {}",
+            e.message
+        )
+    })?;
+    miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed, MAX_INFLATED).map_err(|e| {
+        format!("the member's deflate stream is damaged or inflates past {MAX_INFLATED} bytes ({e:?}), so it was not scanned")
+    })
+}
+
 fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
     let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
     let location = if m.listed {
@@ -395,19 +417,18 @@ fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
         calls: 0,
         damaged: Some(why),
     };
-    let why = if let Some(e) = &m.error {
-        Some(format!(
-            "the member could not be read, so it was not scanned: {e}"
-        ))
-    } else if m.encrypted {
-        Some("the member is encrypted, so it was not scanned".into())
+    // The encryption flag is only a flag: torch (miniz) ignores it and reads
+    // the bytes as they are (CVE-2025-1945), so they are scanned as such.
+    let flagged = if m.encrypted {
+        " (flagged encrypted, read as torch reads it)"
     } else {
-        m.compression.as_ref().map(|method| {
-            format!(
-                "the member is compressed ({method}), which the converter's zip reader does not decompress, so it was not scanned"
-            )
-        })
+        ""
     };
+    let location = format!("{location}{flagged}");
+    let why = m
+        .error
+        .as_ref()
+        .map(|e| format!("the member could not be read, so it was not scanned: {e}"));
     let data = match (why, m.data) {
         (Some(why), _) => return list.push(unscanned(why)),
         (None, None) => {
@@ -417,6 +438,30 @@ fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
         }
         (None, Some(data)) => data,
     };
+    if let Some(method) = &m.compression {
+        // Deflate (what zip writers use) is inflated, up to a bound; other
+        // methods are reported unscanned.
+        let inflated = (method == "Deflated")
+            .then(|| inflate(src, data))
+            .transpose();
+        match inflated {
+            Ok(Some(bytes)) => {
+                let location = format!("{location} (deflate-compressed)");
+                let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
+                let first = sc.scan(None, location.clone());
+                let ok = first.stopped;
+                list.push(first.into_stream());
+                more_streams(&mut sc, list, ok, u64::MAX, |at| {
+                    format!("{location}, byte {at} inflated")
+                });
+            }
+            Ok(None) => list.push(unscanned(format!(
+                "the member is compressed ({method}), which audit does not decompress, so it was not scanned"
+            ))),
+            Err(why) => list.push(unscanned(why)),
+        }
+        return;
+    }
     let (start, size) = data;
     let mut sc = Scanner::new(src, start, start.saturating_add(size), name);
     let first = sc.scan(None, location.clone());

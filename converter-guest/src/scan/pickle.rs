@@ -549,7 +549,10 @@ impl Walk<'_, '_> {
             op::PROTO => {
                 let p = self.u8(code, pos)?;
                 if p > HIGHEST_PROTOCOL {
-                    return Err(format!(
+                    // CPython refuses the stream here, but a scanner must
+                    // not: another reader may not, and what the stream
+                    // names is the finding.
+                    self.anomaly(format!(
                         "PROTO {p} at {}: no such protocol (Python refuses the stream)",
                         self.at(pos)
                     ));
@@ -896,9 +899,9 @@ mod tests {
     }
 
     #[test]
-    fn a_protocol_above_5_ends_the_stream() {
+    fn a_protocol_above_5_is_noted_and_the_scan_goes_on() {
         let s = scan(&[0x80, 6, b'N', b'.']);
-        assert!(!s.stopped);
+        assert!(s.stopped);
         assert!(s.damaged.unwrap().contains("PROTO 6"));
     }
 
