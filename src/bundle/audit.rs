@@ -546,7 +546,7 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
             FindingKind::PickleUnsafeGlobal,
             path,
             format!(
-                "a pickle naming {} outside torch's weights-only allowlist: a plain torch.load imports and may call them; {convert}",
+                "a pickle naming {} outside the weights-only allowlist (torch's globals for state dicts): a plain torch.load imports and may call them; {convert}",
                 names(&unsafe_globals, unsafe_globals.len() as u64 + unlisted)
             ),
         ));
