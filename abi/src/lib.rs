@@ -251,12 +251,16 @@ pub struct PickleStream {
     pub globals_total: u64,
     /// STACK_GLOBAL opcodes whose module or name the scan could not
     /// determine without executing the pickle (computed names: a sign of
-    /// obfuscation).
+    /// obfuscation), and EXT1/EXT2/EXT4, which name a global through the
+    /// copyreg extension registry.
     pub unresolved: u64,
     /// Opcodes that call something: REDUCE, BUILD, INST, OBJ, NEWOBJ,
     /// NEWOBJ_EX.
     pub calls: u64,
-    /// Why the scan of this stream stopped before its STOP, if it did.
+    /// Why the stream is not well formed, if it is not: the scan stopped
+    /// before its STOP (truncation, an unknown opcode), or went on past
+    /// something Python's unpicklers disagree on (a frame problem, a
+    /// misplaced or unknown PROTO), listing what follows. One line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
 }
@@ -266,8 +270,9 @@ pub struct PickleStream {
 #[serde(deny_unknown_fields)]
 pub struct GlobalRef {
     /// `module.name` as the pickle spells it (Python 2 names as written),
-    /// cut at [`MAX_GLOBAL_NAME`] bytes (on a character boundary, with
-    /// `...` appended) if longer.
+    /// or `module:qual.name` for a dotted name (as decant's refusals show
+    /// it), cut at [`MAX_GLOBAL_NAME`] bytes (on a character boundary,
+    /// with `...` appended) if longer.
     pub name: String,
     /// Whether decant's allowlist (torch's weights-only allowlist, as far
     /// as state dicts go) resolves it. Anything else is something a plain
@@ -318,7 +323,12 @@ pub struct TextRef {
     pub sha256: String,
 }
 
-/// How many pickle streams a [`PickleScan`] lists.
+/// How many pickle streams a [`PickleScan`] lists (past it, streams with
+/// findings take the place of clean ones). The caps multiplied could pass
+/// [`MAX_OUTCOME_BYTES`], so the guest then drops listed names,
+/// allowlisted ones first and from the last streams, until the report
+/// fits; every count stays exact. Locations and GGUF strings are cut at
+/// [`MAX_GLOBAL_NAME`] bytes.
 pub const MAX_LISTED_STREAMS: usize = 100;
 /// How many globals of each kind a [`PickleStream`] lists.
 pub const MAX_LISTED_GLOBALS: usize = 1000;
