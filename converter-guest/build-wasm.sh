@@ -36,7 +36,7 @@ fi
 # The compiled converter, from the committed wasm (checked above), with the
 # pinned wasmtime and the sandbox's own engine configuration.
 if [ "${1:-}" = "--check" ]; then
-  cargo +"$toolchain" run --quiet --locked --features jit --bin decant-precompile -- --check
+  cargo +"$toolchain" run --quiet --locked --features precompile-all --bin decant-precompile -- --check
 else
-  cargo +"$toolchain" run --quiet --locked --features jit --bin decant-precompile
+  cargo +"$toolchain" run --quiet --locked --features precompile-all --bin decant-precompile
 fi

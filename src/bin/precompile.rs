@@ -3,7 +3,7 @@
 //! `converter-guest/dist/decant_guest.<target>.cwasm`, which the host loads
 //! instead of compiling at every start.
 //!
-//!     cargo run --locked --features jit --bin decant-precompile [-- --check]
+//!     cargo run --locked --features precompile-all --bin decant-precompile [-- --check]
 //!
 //! `--check` writes nothing and fails if a committed file differs from what
 //! the compiler makes now (CI runs it, like the wasm's own check).
