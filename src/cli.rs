@@ -374,10 +374,7 @@ fn run(command: Command) -> Result<ExitCode> {
             policy,
             json,
         } => {
-            let keys = trusted_keys
-                .iter()
-                .map(|p| keys::load_public_key(p))
-                .collect::<Result<Vec<_>>>()?;
+            let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
             let audit = crate::bundle::audit::audit(
                 &sandbox(policy)?,
@@ -407,10 +404,7 @@ fn run(command: Command) -> Result<ExitCode> {
             json,
         } => {
             let signing = keys::load_signing_key(&key)?;
-            let keys = trusted_keys
-                .iter()
-                .map(|p| keys::load_public_key(p))
-                .collect::<Result<Vec<_>>>()?;
+            let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
             let done = crate::bundle::attest::attest(
                 &sandbox(policy)?,
@@ -447,7 +441,8 @@ fn run(command: Command) -> Result<ExitCode> {
             fail_on,
             json,
         } => {
-            if crate::gate::is_bundle_manifest(&receipt)? {
+            let receipt = crate::gate::ReceiptFile::read(&receipt)?;
+            if receipt.is_bundle_manifest() {
                 let pins = [
                     ("--source", source.is_some()),
                     ("--source-sha256", source_sha256.is_some()),
@@ -458,7 +453,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 if let Some((flag, _)) = pins.iter().find(|(_, given)| *given) {
                     return Err(Error::new(
                         Kind::Usage,
-                        format!("{flag} applies to conversion receipts, and {} is a bundle manifest", receipt.display()),
+                        format!("{flag} applies to conversion receipts, and {} is a bundle manifest", receipt.path.display()),
                         "a manifest is checked with --require and --fail-on; verify conversion receipts with their own --receipt",
                     ));
                 }
@@ -481,7 +476,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     Kind::Usage,
                     format!(
                         "--require applies to bundle manifests, and {} is not one",
-                        receipt.display()
+                        receipt.path.display()
                     ),
                     "bindings are made with decant attest; verify its manifest with --require",
                 ));

@@ -22,11 +22,11 @@ use crate::{guest, trust::keys};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The command's inputs, as given.
+/// The command's inputs, as given (the receipt already read).
 #[derive(Debug, Clone)]
 pub struct Args {
     pub artifact: PathBuf,
-    pub receipt: PathBuf,
+    pub receipt: ReceiptFile,
     pub trusted_keys: Vec<PathBuf>,
     pub source: Option<PathBuf>,
     pub source_sha256: Option<String>,
@@ -89,27 +89,43 @@ fn file_sha256(path: &Path) -> Result<Sha256Hex> {
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))
 }
 
-/// The receipt's bytes (at most one more than a receipt may have, so the
-/// verifier can say it is too large) and its identity, so that a receipt
-/// kept inside the directory it covers is not counted as served content.
-fn read_receipt(path: &Path) -> Result<(Vec<u8>, served::FileId)> {
-    let f = crate::open::regular_file(path)?;
-    let id = served::file_id(&f)
-        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
-    let mut bytes = Vec::new();
-    f.take(MAX_RECEIPT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
-    Ok((bytes, id))
+/// A receipt or bundle manifest, read once: its bytes (at most one more
+/// than a receipt may have, so the verifier can say it is too large) and
+/// its identity, so that one kept inside the directory it covers is not
+/// counted as served content.
+#[derive(Debug, Clone)]
+pub struct ReceiptFile {
+    pub path: PathBuf,
+    bytes: Vec<u8>,
+    id: served::FileId,
+}
+
+impl ReceiptFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let f = crate::open::regular_file(path)?;
+        let id = served::file_id(&f)
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
+        let mut bytes = Vec::new();
+        f.take(MAX_RECEIPT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
+        Ok(ReceiptFile {
+            path: path.to_path_buf(),
+            bytes,
+            id,
+        })
+    }
+
+    /// Whether it claims to be a bundle manifest (which verifier to run;
+    /// nothing read here is trusted).
+    pub fn is_bundle_manifest(&self) -> bool {
+        crate::trust::manifest::claims_bundle_predicate(&self.bytes)
+    }
 }
 
 /// Runs every check.
 pub fn run(args: &Args) -> Result<Outcome> {
-    let trusted = args
-        .trusted_keys
-        .iter()
-        .map(|p| keys::load_public_key(p))
-        .collect::<Result<Vec<_>>>()?;
+    let trusted = keys::load_public_keys(&args.trusted_keys)?;
     let mut converters = vec![guest::sha256()];
     for c in &args.allow_converters {
         converters.push(hex_digest(c, "--allow-converter")?);
@@ -133,7 +149,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         .as_deref()
         .map(|h| hex_digest(h, "--policy-sha256"))
         .transpose()?;
-    let (receipt, receipt_id) = read_receipt(&args.receipt)?;
+    let (receipt, receipt_id) = (&args.receipt.bytes, args.receipt.id);
     let artifact = if directory {
         let dir = crate::output::open_dir(&args.artifact)?;
         Artifact::Directory(served::list(&dir, &args.artifact, Some(receipt_id))?)
@@ -149,7 +165,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     let mut verdict = verify::verify(&Request {
         artifact: &artifact,
-        receipt: &receipt,
+        receipt,
         trust: Trust {
             keys: &trusted,
             converters: &converters,
@@ -182,7 +198,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     };
     Ok(Outcome {
         artifact: args.artifact.clone(),
-        receipt: args.receipt.clone(),
+        receipt: args.receipt.path.clone(),
         artifact_sha256,
         verdict,
         trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
@@ -387,7 +403,7 @@ fn reproduce_directory(
 #[derive(Debug, Clone)]
 pub struct BundleArgs {
     pub dir: PathBuf,
-    pub manifest: PathBuf,
+    pub manifest: ReceiptFile,
     pub trusted_keys: Vec<PathBuf>,
     /// `--require NAME[=VALUE]`, as given.
     pub required: Vec<String>,
@@ -427,13 +443,6 @@ impl BundleOutcome {
     }
 }
 
-/// Whether the file at `receipt` claims to be a bundle manifest (which
-/// verifier to run; nothing read here is trusted).
-pub fn is_bundle_manifest(receipt: &Path) -> Result<bool> {
-    let (bytes, _) = read_receipt(receipt)?;
-    Ok(crate::trust::manifest::claims_bundle_predicate(&bytes))
-}
-
 /// Parses `--require NAME[=VALUE]`.
 fn parse_required(given: &[String]) -> Result<Vec<(String, Option<String>)>> {
     given
@@ -457,36 +466,32 @@ fn parse_required(given: &[String]) -> Result<Vec<(String, Option<String>)>> {
 
 /// Verifies a bundle manifest against the directory as served.
 pub fn run_bundle(args: &BundleArgs) -> Result<BundleOutcome> {
-    let trusted = args
-        .trusted_keys
-        .iter()
-        .map(|p| keys::load_public_key(p))
-        .collect::<Result<Vec<_>>>()?;
+    let trusted = keys::load_public_keys(&args.trusted_keys)?;
     let required = parse_required(&args.required)?;
     if !args.dir.is_dir() {
         return Err(Error::new(
             Kind::Usage,
             format!(
                 "{} is a bundle manifest, which covers a directory, but {} is not one",
-                args.manifest.display(),
+                args.manifest.path.display(),
                 args.dir.display()
             ),
             "give the bundle's directory as the artifact",
         ));
     }
-    let (manifest, manifest_id) = read_receipt(&args.manifest)?;
+    let (manifest, manifest_id) = (&args.manifest.bytes, args.manifest.id);
     let dir = crate::output::open_dir(&args.dir)?;
     let files = served::list(&dir, &args.dir, Some(manifest_id))?;
     let verdict = crate::trust::manifest::verify(&crate::trust::manifest::BundleRequest {
         files: &files,
-        manifest: &manifest,
+        manifest,
         keys: &trusted,
         required: &required,
         fail_on: args.fail_on,
     });
     Ok(BundleOutcome {
         dir: args.dir.clone(),
-        manifest: args.manifest.clone(),
+        manifest: args.manifest.path.clone(),
         verdict,
         trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
     })

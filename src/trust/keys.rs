@@ -304,6 +304,11 @@ pub fn load_public_key(path: &Path) -> Result<VerifyingKey> {
     VerifyingKey::from_public_key_pem(&text).map_err(|e| decode_error(path, what, e))
 }
 
+/// Every `--trusted-key` given, loaded; the first bad one is the error.
+pub fn load_public_keys(paths: &[std::path::PathBuf]) -> Result<Vec<VerifyingKey>> {
+    paths.iter().map(|p| load_public_key(p)).collect()
+}
+
 /// securesystemslib's default keyid: sha256 of the compact, key-sorted JSON
 /// `{"keytype":"ed25519","keyval":{"public":"<hex>"},"scheme":"ed25519"}`
 /// (`compute_default_keyid`), so `SSlibKey.from_crypto(pub)` finds decant's

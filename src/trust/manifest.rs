@@ -28,7 +28,7 @@
 
 use super::dsse::{self, MAX_RECEIPT_BYTES};
 use super::statement::{check_unique_keys, DigestSet, Sha256Hex, STATEMENT_TYPE};
-use super::verify::{split_envelopes, Check, CheckName, DirectoryFiles, Verified};
+use super::verify::{list, split_envelopes, Check, CheckName, DirectoryFiles, Verified};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -338,22 +338,6 @@ fn authenticate_envelope(
     }
 }
 
-/// How many names a failed check lists.
-const LISTED: usize = 8;
-
-fn listed(names: &[String]) -> String {
-    let mut s = names
-        .iter()
-        .take(LISTED)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > LISTED {
-        s.push_str(&format!(" and {} more", names.len() - LISTED));
-    }
-    s
-}
-
 /// Verifies a manifest against a directory: steps 1 to 7.
 pub fn verify(req: &BundleRequest<'_>) -> BundleVerdict {
     let (mut checks, manifest) = authenticate(req.manifest, req.keys);
@@ -397,19 +381,19 @@ fn subject_check(m: &BundleStatement, files: &DirectoryFiles) -> Check {
         .collect();
     let mut problems = Vec::new();
     if !repeated.is_empty() {
-        problems.push(format!("subjects named twice: {}", listed(&repeated)));
+        problems.push(format!("subjects named twice: {}", list(&repeated)));
     }
     if !changed.is_empty() {
-        problems.push(format!("changed since attested: {}", listed(&changed)));
+        problems.push(format!("changed since attested: {}", list(&changed)));
     }
     if !added.is_empty() {
-        problems.push(format!("not in the manifest: {}", listed(&added)));
+        problems.push(format!("not in the manifest: {}", list(&added)));
     }
     if !missing.is_empty() {
-        problems.push(format!("in the manifest but missing: {}", listed(&missing)));
+        problems.push(format!("in the manifest but missing: {}", list(&missing)));
     }
     if !files.problems.is_empty() {
-        problems.push(listed(&files.problems));
+        problems.push(list(&files.problems));
     }
     if problems.is_empty() {
         Check::pass(
@@ -453,11 +437,11 @@ fn bindings_check(m: &BundleStatement, required: &[(String, Option<String>)]) ->
                     if names.is_empty() {
                         "nothing".into()
                     } else {
-                        listed(&names)
+                        list(&names)
                     }
                 )
             } else {
-                format!("{} required, all bound: {}", required.len(), listed(&names))
+                format!("{} required, all bound: {}", required.len(), list(&names))
             },
         )
     } else {
@@ -489,7 +473,7 @@ fn findings_check(m: &BundleStatement, fail_on: Severity) -> Check {
             format!(
                 "expected none at or above {fail_on}, found {}: {}",
                 over.len(),
-                listed(&over)
+                list(&over)
             ),
         )
     }

@@ -649,7 +649,7 @@ fn shown(s: Option<&str>) -> String {
 }
 
 /// Lists items for a detail, counting those after [`LISTED`].
-fn list<T: AsRef<str>>(items: &[T]) -> String {
+pub(super) fn list<T: AsRef<str>>(items: &[T]) -> String {
     list_at_most(items, LISTED, ", ")
 }
 
