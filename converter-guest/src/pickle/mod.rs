@@ -164,8 +164,11 @@ fn is_inert_tensor_attribute(name: &str) -> bool {
     !dunder && !TENSOR_DATA_DESCRIPTORS.contains(&name)
 }
 
+/// The highest pickle protocol CPython reads.
+pub(crate) const HIGHEST_PROTOCOL: u8 = 5;
+
 /// The opcodes of protocol 0, the text protocol.
-const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
+pub(crate) const PROTOCOL_0: &[u8] = b"(.012FILNPRSVabcdgilpst";
 
 /// Whether `byte` is a pickle opcode, i.e. a file starting with it may be a
 /// pickle stream of some protocol (0 and 1 have no PROTO header).
@@ -260,8 +263,8 @@ struct Run<'m, 's> {
     binary_seen: bool,
 }
 
-/// Opcode bytes (CPython `Lib/pickle.py`).
-mod op {
+/// Opcode bytes (CPython `Lib/pickle.py`), for the VM and the audit scan.
+pub(crate) mod op {
     pub const MARK: u8 = b'(';
     pub const STOP: u8 = b'.';
     pub const POP: u8 = b'0';
@@ -463,7 +466,7 @@ impl Run<'_, '_> {
                         self.at(pos)
                     )));
                 }
-                if p > 5 {
+                if p > HIGHEST_PROTOCOL {
                     return Err(unsupported(
                         format!("pickle protocol {p} (at {})", self.at(pos)),
                         "decant reads pickle protocols 0 to 5",
