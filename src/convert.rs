@@ -352,13 +352,9 @@ pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prep
         ));
     }
 
-    let written = sink.finish().map_err(|e| {
-        Error::new(
-            Kind::Io,
-            format!("writing the output failed: {e}"),
-            "check free disk space and permissions",
-        )
-    })?;
+    let written = sink
+        .finish()
+        .map_err(|e| crate::sink::write_failed(&e.to_string()))?;
     let summary = validate::safetensors_file(&pending.file()?, written.bytes)?;
     validate::matches_report(&summary, &report, written.bytes)?;
     let output_sha256 = hex::encode(written.sha256);

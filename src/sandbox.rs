@@ -438,7 +438,7 @@ impl Sandbox {
                 Fault::Deadline => self.deadline_error(),
                 Fault::OutOfFuel => self.fuel_error(fuel),
                 Fault::Read(_) => Error::new(Kind::Io, fault.to_string(), "convert a readable file nothing else is writing"),
-                Fault::Write(_) => Error::new(Kind::Io, fault.to_string(), "check free disk space and permissions"),
+                Fault::Write(e) => crate::sink::write_failed(e),
                 other => guest_error(format!("the converter guest was stopped: {other}")),
             };
         }

@@ -172,6 +172,16 @@ impl Drop for Syncer {
     }
 }
 
+/// The error for output that could not be written, whether the sandbox
+/// thread's write failed or the sink could not finish.
+pub fn write_failed(why: &str) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::Kind::Io,
+        format!("writing the output failed: {why}"),
+        "check free disk space and permissions",
+    )
+}
+
 /// The hashing thread ends only when the sink lets it go, or by panicking.
 fn stopped() -> io::Error {
     io::Error::other("the output's hashing thread stopped")

@@ -218,6 +218,16 @@ pub enum ScanFormat {
     Other,
 }
 
+impl ScanFormat {
+    /// Whether the file holds pickles (and a [`PickleScan`] says which).
+    pub fn is_pickle_based(self) -> bool {
+        matches!(
+            self,
+            ScanFormat::TorchZip | ScanFormat::ZipWithPickles | ScanFormat::Pickle
+        )
+    }
+}
+
 /// The pickles in a file, scanned statically: opcodes are walked, nothing
 /// is executed or imported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -228,12 +228,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
         let scan = sandbox
             .scan(file.try_clone()?)
             .map_err(|e| one_line(&e.message));
-        let pickled = scan.as_ref().is_ok_and(|s| {
-            matches!(
-                s.format,
-                ScanFormat::TorchZip | ScanFormat::ZipWithPickles | ScanFormat::Pickle
-            )
-        });
+        let pickled = scan.as_ref().is_ok_and(|s| s.format.is_pickle_based());
         let conversion = if pickled {
             Some(conversion(sandbox, file)?)
         } else {
