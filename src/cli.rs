@@ -35,8 +35,9 @@ enum Command {
     },
     /// Convert a checkpoint, or every checkpoint in a model directory, to safetensors.
     Convert {
-        /// The checkpoint (.bin, .pt, .pth, .ckpt) or a model directory.
-        src: PathBuf,
+        /// The checkpoint (.bin, .pt, .pth, .ckpt) or a model directory; with --shard, one or more model directories.
+        #[arg(required = true, value_name = "SRC")]
+        srcs: Vec<PathBuf>,
         /// Output path [default: SRC with .safetensors; pytorch_model*.bin -> model*.safetensors].
         /// For a directory: the output directory [default: SRC itself].
         #[arg(short = 'o', long = "output", value_name = "OUT")]
@@ -59,9 +60,24 @@ enum Command {
         /// Refuse the checkpoint instead of dropping non-tensor entries.
         #[arg(long)]
         strict: bool,
+        /// Convert only shard I of N of the batch `decant plan SRC... --shards N` shows (numbered from 1).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::batch::Shard>,
         /// Replace OUT if it exists.
         #[arg(long)]
         force: bool,
+        /// Print one JSON object on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Split a batch of model directories into N shards balanced by bytes, for `convert --shard I/N`.
+    Plan {
+        /// The model directories of the batch.
+        #[arg(required = true, value_name = "SRC")]
+        srcs: Vec<PathBuf>,
+        /// How many shards (machines) to split the work into.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=crate::batch::MAX_SHARDS as i64))]
+        shards: u32,
         /// Print one JSON object on stdout instead of text.
         #[arg(long)]
         json: bool,
@@ -70,9 +86,9 @@ enum Command {
     Verify {
         /// The converted file (.safetensors).
         artifact: PathBuf,
-        /// The receipt (DSSE envelope, .intoto.jsonl).
-        #[arg(long, value_name = "PATH")]
-        receipt: PathBuf,
+        /// The receipt (DSSE envelope, .intoto.jsonl); for a directory converted with --shard, every shard's receipt.
+        #[arg(long, value_name = "PATH", required = true, num_args = 1..)]
+        receipt: Vec<PathBuf>,
         /// A trusted public key (SPKI PEM); repeat for rotation (any one may sign).
         #[arg(long = "trusted-key", value_name = "PUB", required = true)]
         trusted_keys: Vec<PathBuf>,
@@ -183,7 +199,8 @@ pub fn run_args(args: Vec<OsString>) -> ExitCode {
         | Command::Inspect { json, .. }
         | Command::Verify { json, .. }
         | Command::Audit { json, .. }
-        | Command::Attest { json, .. } => *json,
+        | Command::Attest { json, .. }
+        | Command::Plan { json, .. } => *json,
         Command::Keygen { .. } => false,
     };
     match run(cli.command) {
@@ -298,7 +315,7 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert {
-            src,
+            srcs,
             out,
             revision,
             jobs,
@@ -306,9 +323,25 @@ fn run(command: Command) -> Result<ExitCode> {
             receipt,
             policy,
             strict,
+            shard,
             force,
             json,
         } => {
+            if let Some(shard) = shard {
+                return convert_shard(
+                    srcs, shard, out, revision, jobs, key, receipt, policy, strict, force, json,
+                );
+            }
+            let src = match <[PathBuf; 1]>::try_from(srcs) {
+                Ok([src]) => src,
+                Err(_) => {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        "convert takes one SRC",
+                        "give one checkpoint or model directory; several model directories are converted with --shard I/N (see decant plan)",
+                    ))
+                }
+            };
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
                     Kind::Usage,
@@ -345,6 +378,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     }),
                     key,
+                    shard: None,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
@@ -422,6 +456,11 @@ fn run(command: Command) -> Result<ExitCode> {
             render::attested(&done, json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { srcs, shards, json } => {
+            let plan = crate::batch::plan(&srcs, shards)?;
+            render::batch_plan(&plan, json);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { src, policy, json } => {
             let report = convert::inspect(&sandbox(policy)?, &src)?;
             render::inspection(&src, &report, json);
@@ -441,7 +480,63 @@ fn run(command: Command) -> Result<ExitCode> {
             fail_on,
             json,
         } => {
-            let receipt = crate::gate::ReceiptFile::read(&receipt)?;
+            let set = receipt.len() > 1
+                || (artifact.is_dir()
+                    && receipt.first().is_some_and(|r| {
+                        crate::gate::ReceiptFile::read(r).is_ok_and(|r| r.is_shard_receipt())
+                    }));
+            if set {
+                let pins = [
+                    ("--source", source.is_some()),
+                    ("--source-sha256", source_sha256.is_some()),
+                    ("--reproduce", reproduce),
+                    ("--require", !require.is_empty()),
+                ];
+                if let Some((flag, _)) = pins.iter().find(|(_, given)| *given) {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        format!("{flag} does not apply to a directory verified with shard receipts"),
+                        "verify the gathered directory with every shard's receipt and --trusted-key (and --policy-sha256, --allow-converter)",
+                    ));
+                }
+                let receipts = receipt
+                    .iter()
+                    .map(|r| crate::gate::ReceiptFile::read(r))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Some(m) = receipts.iter().find(|r| r.is_bundle_manifest()) {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        format!(
+                            "{} is a bundle manifest, which is verified on its own",
+                            m.path.display()
+                        ),
+                        "give a bundle manifest as the only --receipt",
+                    ));
+                }
+                let outcome = crate::gate::run_set(&crate::gate::SetArgs {
+                    dir: artifact,
+                    receipts,
+                    trusted_keys,
+                    policy_sha256,
+                    allow_converters,
+                })?;
+                render::verification(&outcome, json);
+                return Ok(if outcome.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            let receipt = match receipt.first() {
+                Some(r) => crate::gate::ReceiptFile::read(r)?,
+                None => {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        "no --receipt was given",
+                        "give the receipt with --receipt PATH",
+                    ))
+                }
+            };
             if receipt.is_bundle_manifest() {
                 let pins = [
                     ("--source", source.is_some()),
@@ -500,4 +595,49 @@ fn run(command: Command) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `decant convert SRC... --shard I/N`.
+#[allow(clippy::too_many_arguments)]
+fn convert_shard(
+    srcs: Vec<PathBuf>,
+    shard: crate::batch::Shard,
+    out: Option<PathBuf>,
+    revision: Option<String>,
+    jobs: Option<u16>,
+    key: Option<PathBuf>,
+    receipt: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    strict: bool,
+    force: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    if revision.is_some() || receipt.is_some() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} does not apply with --shard",
+                if revision.is_some() { "--revision" } else { "--receipt" }
+            ),
+            "give each source as a directory (a cache snapshot's snapshots/<commit>); each shard's receipt is OUT/decant.shard-I-of-N.intoto.jsonl",
+        ));
+    }
+    let key = key.as_deref().map(keys::load_signing_key).transpose()?;
+    let sandbox = sandbox(policy)?;
+    let opts = crate::batch::ShardOptions {
+        sources: srcs,
+        output: out,
+        shard,
+        strict,
+        force,
+        jobs: jobs
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        key,
+    };
+    let progress = crate::progress::Progress::new(json);
+    let done = crate::batch::convert_shard(&sandbox, &opts, &|e| progress.event(e));
+    progress.finish();
+    render::shard_converted(&done?, json);
+    Ok(ExitCode::SUCCESS)
 }

@@ -239,6 +239,7 @@ fn receipt_input<'a>(c: &Converted, policy: &'a Policy, strict: bool) -> Receipt
         )],
         started: c.started,
         finished: c.finished,
+        shard: None,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Args {
 pub struct Outcome {
     pub artifact: PathBuf,
     pub receipt: PathBuf,
+    /// Every receipt checked: `receipt` alone, or a set of shard receipts.
+    pub receipts: Vec<PathBuf>,
     /// The artifact's sha256 (a single file).
     pub artifact_sha256: Option<Sha256Hex>,
     pub verdict: Verdict,
@@ -116,6 +118,12 @@ impl ReceiptFile {
         })
     }
 
+    /// Whether it claims to be a shard receipt (which verifier a directory
+    /// needs; nothing read here is trusted).
+    pub fn is_shard_receipt(&self) -> bool {
+        crate::trust::shards::claims_shard(&self.bytes)
+    }
+
     /// Whether it claims to be a bundle manifest (which verifier to run;
     /// nothing read here is trusted).
     pub fn is_bundle_manifest(&self) -> bool {
@@ -152,7 +160,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let (receipt, receipt_id) = (&args.receipt.bytes, args.receipt.id);
     let artifact = if directory {
         let dir = crate::output::open_dir(&args.artifact)?;
-        Artifact::Directory(served::list(&dir, &args.artifact, Some(receipt_id))?)
+        Artifact::Directory(served::list(&dir, &args.artifact, &[receipt_id])?)
     } else {
         Artifact::File(file_sha256(&args.artifact)?)
     };
@@ -199,6 +207,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     Ok(Outcome {
         artifact: args.artifact.clone(),
         receipt: args.receipt.path.clone(),
+        receipts: vec![args.receipt.path.clone()],
         artifact_sha256,
         verdict,
         trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
@@ -357,6 +366,7 @@ fn reproduce_directory(
         force: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         key: None,
+        shard: None,
     };
     if let Err(e) = crate::model_dir::convert_dir(&sandbox, &opts, &|_| {}) {
         if e.kind.exit_code() == 1 {
@@ -364,7 +374,7 @@ fn reproduce_directory(
         }
         return Err(e);
     }
-    let again = served::list(&crate::output::open_dir(&out)?, &out, None)?;
+    let again = served::list(&crate::output::open_dir(&out)?, &out, &[])?;
     Ok(if again.files == files.files {
         Check::pass(
             CheckName::Reproduce,
@@ -481,7 +491,7 @@ pub fn run_bundle(args: &BundleArgs) -> Result<BundleOutcome> {
     }
     let (manifest, manifest_id) = (&args.manifest.bytes, args.manifest.id);
     let dir = crate::output::open_dir(&args.dir)?;
-    let files = served::list(&dir, &args.dir, Some(manifest_id))?;
+    let files = served::list(&dir, &args.dir, &[manifest_id])?;
     let verdict = crate::trust::manifest::verify(&crate::trust::manifest::BundleRequest {
         files: &files,
         manifest,
@@ -492,6 +502,80 @@ pub fn run_bundle(args: &BundleArgs) -> Result<BundleOutcome> {
     Ok(BundleOutcome {
         dir: args.dir.clone(),
         manifest: args.manifest.path.clone(),
+        verdict,
+        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+    })
+}
+
+/// `decant verify DIR --receipt R1 R2 ...`: a directory converted in shards.
+#[derive(Debug, Clone)]
+pub struct SetArgs {
+    pub dir: PathBuf,
+    pub receipts: Vec<ReceiptFile>,
+    pub trusted_keys: Vec<PathBuf>,
+    pub policy_sha256: Option<String>,
+    pub allow_converters: Vec<String>,
+}
+
+/// Verifies a set of shard receipts against the directory they cover
+/// together ([`crate::trust::shards`]).
+pub fn run_set(args: &SetArgs) -> Result<Outcome> {
+    let trusted = keys::load_public_keys(&args.trusted_keys)?;
+    let mut converters = vec![guest::sha256()];
+    for c in &args.allow_converters {
+        converters.push(hex_digest(c, "--allow-converter")?);
+    }
+    let policy_pin = args
+        .policy_sha256
+        .as_deref()
+        .map(|h| hex_digest(h, "--policy-sha256"))
+        .transpose()?;
+    if !args.dir.is_dir() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "several receipts cover a directory together, but {} is not one",
+                args.dir.display()
+            ),
+            "give the directory the shards were gathered into, or verify a file with its one receipt",
+        ));
+    }
+    let mut ids: Vec<served::FileId> = Vec::new();
+    for r in &args.receipts {
+        if ids.contains(&r.id) {
+            return Err(Error::new(
+                Kind::Usage,
+                format!("{} was given twice", r.path.display()),
+                "give each shard's receipt once",
+            ));
+        }
+        ids.push(r.id);
+    }
+    let dir = crate::output::open_dir(&args.dir)?;
+    let files = served::list(&dir, &args.dir, &ids)?;
+    let receipts: Vec<(String, &[u8])> = args
+        .receipts
+        .iter()
+        .map(|r| (r.path.display().to_string(), r.bytes.as_slice()))
+        .collect();
+    let verdict = crate::trust::shards::verify_set(&crate::trust::shards::SetRequest {
+        dir: &files,
+        receipts: &receipts,
+        trust: Trust {
+            keys: &trusted,
+            converters: &converters,
+        },
+        policy_sha256_pin: policy_pin,
+    });
+    Ok(Outcome {
+        artifact: args.dir.clone(),
+        receipt: args
+            .receipts
+            .first()
+            .map(|r| r.path.clone())
+            .unwrap_or_default(),
+        receipts: args.receipts.iter().map(|r| r.path.clone()).collect(),
+        artifact_sha256: None,
         verdict,
         trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
     })

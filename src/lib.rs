@@ -32,6 +32,7 @@
 // of time (`sandbox::load_compiled_converter`, with its SAFETY argument).
 #![deny(unsafe_code)]
 
+pub(crate) mod batch;
 pub mod bundle;
 pub mod cli;
 pub mod convert;

@@ -66,6 +66,9 @@ pub struct Options {
     pub jobs: usize,
     /// Sign a receipt with this key.
     pub key: Option<SigningKey>,
+    /// `--shard I/N`: convert only this shard's part of the directory, and
+    /// write the shard's receipt instead of [`RECEIPT`].
+    pub shard: Option<crate::batch::ShardWork>,
 }
 
 /// One checkpoint of the directory.
@@ -260,7 +263,9 @@ pub fn plan(tree: &SourceTree, listing: Listing) -> Result<Plan> {
     // indexes, the receipt, and decant's own temp files.
     let written: BTreeSet<&str> = plan.written().collect();
     let (copied, not): (Vec<TreeFile>, Vec<TreeFile>) = candidates.into_iter().partition(|f| {
-        !written.contains(f.path.as_str()) && !f.name().starts_with(crate::output::TEMP_PREFIX)
+        !written.contains(f.path.as_str())
+            && !f.name().starts_with(crate::output::TEMP_PREFIX)
+            && !crate::batch::is_shard_receipt(&f.path)
     });
     plan.copied = copied;
     plan.left_alone.extend(not.into_iter().map(|f| f.path));
@@ -461,20 +466,17 @@ struct Previous {
 
 fn previous_receipt(
     out: &Dir,
+    name: &str,
     key: &SigningKey,
     policy: &Policy,
     strict: bool,
 ) -> Option<Previous> {
-    let file = crate::open::regular_file_in(out, RECEIPT, Path::new(RECEIPT))
+    let file = crate::open::regular_file_in(out, name, Path::new(name))
         .ok()?
         .ok()?;
-    let bytes = crate::open::read_bounded(
-        file,
-        MAX_RECEIPT_BYTES as u64,
-        Path::new(RECEIPT),
-        "a receipt",
-    )
-    .ok()?;
+    let bytes =
+        crate::open::read_bounded(file, MAX_RECEIPT_BYTES as u64, Path::new(name), "a receipt")
+            .ok()?;
     let keys = [key.verifying_key()];
     let converters = [guest::sha256()];
     let s = verify::authenticate(
@@ -743,7 +745,7 @@ pub fn convert_dir(
         (m.dev(), m.ino())
     });
     let skip = out_id.filter(|id| Some(*id) != tree.root_id());
-    let plan = plan(&tree, tree.list(skip)?)?;
+    let mut plan = plan(&tree, tree.list(skip)?)?;
     if let (true, Some((first, reason))) = (opts.strict, plan.excluded.first()) {
         return Err(Error::new(
             Kind::Refused,
@@ -757,6 +759,13 @@ pub fn convert_dir(
             "remove the training state from the directory, or run without --strict to exclude it",
         ));
     }
+    let receipt_name = match &opts.shard {
+        Some(work) => {
+            plan = shard_part(plan, work, &shown)?;
+            work.receipt_name()
+        }
+        None => RECEIPT.to_string(),
+    };
     let mut dirs = OutDirs::open(&out_path, &tree)?;
     let out = Arc::clone(&dirs.root);
 
@@ -765,7 +774,7 @@ pub fn convert_dir(
     let previous = opts
         .key
         .as_ref()
-        .and_then(|k| previous_receipt(&out, k, sandbox.policy(), opts.strict));
+        .and_then(|k| previous_receipt(&out, &receipt_name, k, sandbox.policy(), opts.strict));
     let mut reused: BTreeMap<String, Reused> = BTreeMap::new();
     if let Some(prev) = &previous {
         for f in &plan.files {
@@ -834,7 +843,12 @@ pub fn convert_dir(
         output::check_in_dir(&out, &f.output, &out_path.join(&f.output), opts.force)?;
     }
     if opts.key.is_some() && previous.is_none() {
-        output::check_in_dir(&out, RECEIPT, &out_path.join(RECEIPT), opts.force)?;
+        output::check_in_dir(
+            &out,
+            &receipt_name,
+            &out_path.join(&receipt_name),
+            opts.force,
+        )?;
     }
 
     // Files copied unchanged: hashed now (and checked against the cache's
@@ -1100,14 +1114,15 @@ pub fn convert_dir(
                 reports,
                 started,
                 finished: SystemTime::now(),
+                shard: opts.shard.as_ref().map(|w| w.parameters.clone()),
             };
             // Replacing our own earlier receipt is the point of a rerun.
             Some(StagedReceipt::stage_in_dir(
                 &input,
                 key,
                 &out,
-                RECEIPT,
-                &out_path.join(RECEIPT),
+                &receipt_name,
+                &out_path.join(&receipt_name),
                 opts.force || previous.is_some(),
             )?)
         }
@@ -1146,6 +1161,42 @@ pub fn convert_dir(
             })
             .collect(),
         receipt: receipt_path,
+    })
+}
+
+/// The part of the directory's plan a shard does. The directory is
+/// planned again here, so it must be exactly as it was when the batch was
+/// planned: otherwise the shards' parts would not add up to the directory.
+fn shard_part(plan: Plan, work: &crate::batch::ShardWork, shown: &Path) -> Result<Plan> {
+    if crate::batch::units(&plan) != work.units {
+        return Err(Error::new(
+            Kind::Refused,
+            format!(
+                "refused: {} changed between planning the batch and converting it",
+                shown.display()
+            ),
+            "convert a directory nothing else is writing, with the same contents on every machine",
+        ));
+    }
+    let keep = |path: &str| work.files.contains(path);
+    Ok(Plan {
+        files: plan
+            .files
+            .into_iter()
+            .filter(|f| keep(&f.source.path))
+            .collect(),
+        indexes: plan
+            .indexes
+            .into_iter()
+            .filter(|i| keep(&i.source.path))
+            .collect(),
+        copied: plan.copied.into_iter().filter(|f| keep(&f.path)).collect(),
+        left_alone: plan.left_alone,
+        excluded: plan
+            .excluded
+            .into_iter()
+            .filter(|(f, _)| keep(&f.path))
+            .collect(),
     })
 }
 

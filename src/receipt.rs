@@ -69,6 +69,8 @@ pub struct ReceiptInput<'a> {
     pub reports: Vec<(String, ReceiptReport)>,
     pub started: SystemTime,
     pub finished: SystemTime,
+    /// `--shard I/N`: the part of a batch plan this receipt covers.
+    pub shard: Option<crate::trust::statement::ShardParameters>,
 }
 
 /// One source file of a conversion.
@@ -153,6 +155,7 @@ pub fn statement(input: &ReceiptInput<'_>) -> Statement {
                     source: input.source_param.clone(),
                     strict: input.strict,
                     policy: input.policy.origin.clone(),
+                    shard: input.shard.clone(),
                 },
                 internal_parameters: InternalParameters {
                     sandbox: SandboxParameters {
@@ -444,6 +447,7 @@ pub(crate) mod tests {
             )],
             started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             finished: UNIX_EPOCH + Duration::from_secs(1_700_000_002),
+            shard: None,
         }
     }
 

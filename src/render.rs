@@ -148,12 +148,115 @@ pub fn dir_file_reused(output: &str) {
     ));
 }
 
+/// Serialises a value by its `Display`.
+pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// The summary after a directory conversion.
 pub fn dir_converted(d: &DirConverted, json: bool) {
     if json {
         emit_json(&serde_json::json!({"status": "converted", "directory": d}));
         return;
     }
+    emit(&dir_summary(d));
+}
+
+/// `decant convert SRC... --shard I/N`: each directory's summary.
+pub fn shard_converted(c: &crate::batch::ShardConverted, json: bool) {
+    if json {
+        emit_json(&serde_json::json!({"status": "converted", "shard": c}));
+        return;
+    }
+    let mut out = format!(
+        "shard {} of plan {}: {} director{} with work\n",
+        c.shard,
+        c.plan,
+        c.directories.len(),
+        if c.directories.len() == 1 { "y" } else { "ies" }
+    );
+    for d in &c.directories {
+        out.push_str(&dir_summary(d));
+    }
+    emit(&out);
+}
+
+/// `decant plan`: each shard's units.
+pub fn batch_plan(p: &crate::batch::BatchPlan, json: bool) {
+    let loads = p.loads();
+    if json {
+        let shards: Vec<serde_json::Value> = (1..=p.count)
+            .map(|shard| {
+                let units: Vec<serde_json::Value> = p
+                    .sources
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, src)| {
+                        p.units_in(i, shard).map(move |u| {
+                            serde_json::json!({
+                                "source": src.name,
+                                "kind": u.kind.as_str(),
+                                "files": u.files,
+                                "bytes": u.bytes,
+                            })
+                        })
+                    })
+                    .collect();
+                let (bytes, _) = loads.get(shard as usize - 1).copied().unwrap_or_default();
+                serde_json::json!({"shard": format!("{shard}/{}", p.count), "bytes": bytes, "units": units})
+            })
+            .collect();
+        let sources: Vec<serde_json::Value> = p
+            .sources
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "path": s.path.to_string_lossy(), "units": s.units.len()}))
+            .collect();
+        emit_json(&serde_json::json!({
+            "status": "planned",
+            "plan": p.sha256,
+            "count": p.count,
+            "sources": sources,
+            "shards": shards,
+        }));
+        return;
+    }
+    let units: usize = loads.iter().map(|l| l.1).sum();
+    let bytes: u64 = loads.iter().map(|l| l.0).sum();
+    let mut out = format!(
+        "plan {}: {} source{}, {units} units, {bytes} bytes in {} shard{}\n",
+        p.sha256,
+        p.sources.len(),
+        if p.sources.len() == 1 { "" } else { "s" },
+        p.count,
+        if p.count == 1 { "" } else { "s" },
+    );
+    for shard in 1..=p.count {
+        let (bytes, n) = loads.get(shard as usize - 1).copied().unwrap_or_default();
+        let _ = writeln!(out, "shard {shard}/{}: {n} units, {bytes} bytes", p.count);
+        for (i, src) in p.sources.iter().enumerate() {
+            for u in p.units_in(i, shard) {
+                let _ = writeln!(
+                    out,
+                    "  {}/{} ({}, {} bytes{})",
+                    one_line(&src.name),
+                    one_line(u.files.first().map_or("", String::as_str)),
+                    u.kind.as_str(),
+                    u.bytes,
+                    match u.files.len() {
+                        1 => String::new(),
+                        n => format!(", {n} files"),
+                    }
+                );
+            }
+        }
+    }
+    emit(&out);
+}
+
+fn dir_summary(d: &DirConverted) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -227,7 +330,7 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
     if let Some(r) = &d.receipt {
         let _ = writeln!(out, "  receipt: {}", one_line(&r.display().to_string()));
     }
-    emit(&out);
+    out
 }
 
 /// `decant inspect`.
@@ -306,6 +409,7 @@ pub fn verification(o: &Outcome, json: bool) {
             "artifact": o.artifact.to_string_lossy(),
             "artifact_sha256": o.artifact_sha256,
             "receipt": o.receipt.to_string_lossy(),
+            "receipts": o.receipts.iter().map(|r| r.to_string_lossy()).collect::<Vec<_>>(),
             "signer_fingerprint": o.signer_fingerprint(),
             "source_revisions": o.source_revisions(),
             "checks": v.checks(),
@@ -328,7 +432,10 @@ pub fn verification(o: &Outcome, json: bool) {
             out,
             "verified: {} is vouched for by {} (signer {})",
             one_line(&o.artifact.display().to_string()),
-            one_line(&o.receipt.display().to_string()),
+            match o.receipts.len() {
+                1 => one_line(&o.receipt.display().to_string()),
+                n => format!("{n} shard receipts"),
+            },
             o.signer_fingerprint().unwrap_or("?")
         );
         for revision in o.source_revisions() {

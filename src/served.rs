@@ -31,10 +31,10 @@ pub fn file_id(file: &std::fs::File) -> std::io::Result<FileId> {
     Ok((m.dev(), m.ino()))
 }
 
-/// Every regular file under `dir` with its sha256, except the file `except`
-/// (the receipt being checked); symlinks and special files are listed as
+/// Every regular file under `dir` with its sha256, except the files `except`
+/// (the receipts being checked); symlinks and special files are listed as
 /// problems.
-pub fn list(dir: &Dir, shown: &Path, except: Option<FileId>) -> Result<DirectoryFiles> {
+pub fn list(dir: &Dir, shown: &Path, except: &[FileId]) -> Result<DirectoryFiles> {
     let listed = visit(dir, shown, except, &mut |_, file| {
         sha256_file(file).map(Sha256Hex::from_computed)
     })?;
@@ -72,7 +72,7 @@ pub struct Visited<T> {
 pub fn visit<T>(
     dir: &Dir,
     shown: &Path,
-    except: Option<FileId>,
+    except: &[FileId],
     each: &mut dyn FnMut(&str, &std::fs::File) -> std::io::Result<T>,
 ) -> Result<Visited<T>> {
     let mut out = Visited {
@@ -93,7 +93,7 @@ fn walk<T>(
     shown: &Path,
     prefix: &str,
     depth: usize,
-    except: Option<FileId>,
+    except: &[FileId],
     entries: &mut usize,
     each: &mut dyn FnMut(&str, &std::fs::File) -> std::io::Result<T>,
     out: &mut Visited<T>,
@@ -155,7 +155,7 @@ fn walk<T>(
                 Err(e) => return Err(io(&rel, e)),
             };
             let meta = file.metadata().map_err(|e| io(&rel, e))?;
-            if except == Some((meta.dev(), meta.ino())) {
+            if except.contains(&(meta.dev(), meta.ino())) {
                 // The receipt itself is not served content, but only under
                 // its one name: a hard link of it is another file a loader
                 // would serve, with whatever the receipt's extra bytes say.

@@ -222,7 +222,7 @@ fn read_capped(file: &File, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
 /// Audits `opts.dir`.
 pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
     let dir = crate::output::open_dir(opts.dir)?;
-    let visited = served::visit(&dir, opts.dir, opts.except, &mut |rel, file| {
+    let visited = served::visit(&dir, opts.dir, opts.except.as_slice(), &mut |rel, file| {
         let sha256 = Sha256Hex::from_computed(sha256_file(file)?);
         let bytes = file.metadata()?.len();
         let scan = sandbox

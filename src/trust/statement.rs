@@ -151,6 +151,25 @@ pub struct ExternalParameters {
     pub strict: bool,
     /// `default` or the policy file as the user named it.
     pub policy: String,
+    /// `--shard I/N`: which part of a batch plan this receipt covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardParameters>,
+}
+
+/// One shard of a batch plan ([`crate::batch`]): a shard receipt covers only
+/// its part of a directory, and says which other shards' receipts complete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShardParameters {
+    /// This shard, from 1.
+    pub shard: u32,
+    /// Shards in the plan.
+    pub count: u32,
+    /// The plan's sha256: every shard of one batch computed the same plan.
+    pub plan: Sha256Hex,
+    /// The shards with work in this directory, ascending: the receipts a
+    /// verifier needs to cover it.
+    pub directory_shards: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -499,7 +518,10 @@ impl Statement {
         ) {
             return Err(format!("two byproducts are named {n:?}"));
         }
-        if self.sources().next().is_none() {
+        // A shard's part of a directory may be only copied or excluded
+        // files; any other receipt is of a conversion, which has a source.
+        let shard = &self.predicate.build_definition.external_parameters.shard;
+        if self.sources().next().is_none() && shard.is_none() {
             return Err("it names no source".into());
         }
         Ok(())

@@ -57,6 +57,10 @@ pub enum CheckName {
     Bindings,
     /// A bundle manifest: its recorded findings against `--fail-on`.
     Findings,
+    /// A set of shard receipts: steps 1 to 7 (and pins) for one of them.
+    Receipt,
+    /// A set of shard receipts: one plan, every shard with work present.
+    Shards,
 }
 
 impl CheckName {
@@ -75,6 +79,8 @@ impl CheckName {
             CheckName::Reproduce => "reproduce",
             CheckName::Bindings => "bindings",
             CheckName::Findings => "findings",
+            CheckName::Receipt => "receipt",
+            CheckName::Shards => "shards",
         }
     }
 }
@@ -217,6 +223,15 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict from checks made elsewhere in the trust core.
+    pub(super) fn from_parts(checks: Vec<Check>, statement: Option<Verified<Statement>>) -> Self {
+        Verdict {
+            checks,
+            statement,
+            awaiting: Vec::new(),
+        }
+    }
+
     /// Every check, in order.
     pub fn checks(&self) -> &[Check] {
         &self.checks
@@ -653,7 +668,7 @@ pub(super) fn list<T: AsRef<str>>(items: &[T]) -> String {
     list_at_most(items, LISTED, ", ")
 }
 
-fn list_at_most<T: AsRef<str>>(items: &[T], most: usize, separator: &str) -> String {
+pub(super) fn list_at_most<T: AsRef<str>>(items: &[T], most: usize, separator: &str) -> String {
     if items.is_empty() {
         return "none".into();
     }
@@ -737,11 +752,25 @@ fn file_subject_check(want: &Sha256Hex, s: &Statement) -> Check {
 }
 
 /// How many problems a directory's subject check lists.
-const LISTED_PROBLEMS: usize = 20;
+pub(super) const LISTED_PROBLEMS: usize = 20;
 
 /// A directory is vouched for only as served: every file in it a subject
 /// with its digest, every subject present, nothing else there.
 fn directory_subject_check(dir: &DirectoryFiles, s: &Statement) -> Check {
+    if let Some(p) = &s.predicate.build_definition.external_parameters.shard {
+        // One shard's receipt vouches for its part only: on its own it
+        // cannot show that the other shards' outputs are all there.
+        return Check::fail(
+            CheckName::Subject,
+            format!(
+                "the receipt is shard {}/{} of plan {}, which covers part of a directory; verify the directory with the receipts of every shard with work in it ({}) together, in one --receipt",
+                p.shard,
+                p.count,
+                p.plan,
+                list(&p.directory_shards.iter().map(|i| format!("{i}/{}", p.count)).collect::<Vec<_>>())
+            ),
+        );
+    }
     let mut problems = dir.problems.clone();
     for (name, sha) in &dir.files {
         match s.subject(name) {
