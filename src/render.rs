@@ -235,7 +235,12 @@ pub fn batch_plan(p: &crate::batch::BatchPlan, json: bool) {
     );
     for shard in 1..=p.count {
         let (bytes, n) = loads.get(shard as usize - 1).copied().unwrap_or_default();
-        let _ = writeln!(out, "shard {shard}/{}: {n} units, {bytes} bytes", p.count);
+        let _ = writeln!(
+            out,
+            "shard {shard}/{}: {n} unit{}, {bytes} bytes",
+            p.count,
+            if n == 1 { "" } else { "s" }
+        );
         for (i, src) in p.sources.iter().enumerate() {
             for u in p.units_in(i, shard) {
                 let _ = writeln!(

@@ -190,7 +190,7 @@ fn shards_check(statements: &[(&str, Verified<Statement>)]) -> Check {
         .collect();
     if !missing.is_empty() {
         return fail(format!(
-            "expected receipts from shards {} (plan {}), missing {}: their outputs were never gathered here",
+            "expected receipts from shards {} (plan {}), missing {}: give every shard's receipt; a shard whose job did not run, or whose outputs were not gathered here, has none",
             list(&shard_names(&expected, first.count)),
             first.plan,
             list(&missing)

@@ -69,6 +69,30 @@ fn world() -> &'static World {
             "--key",
             &w("key"),
         ]);
+        // Both shards of a plan of one directory, written into one output
+        // directory (as jobs sharing a file system would).
+        for shard in ["1/2", "2/2"] {
+            must(&[
+                "convert",
+                fixture("dirs/sharded").to_str().unwrap(),
+                "--shard",
+                shard,
+                "-o",
+                &w("shards"),
+                "--key",
+                &w("key"),
+            ]);
+        }
+        // The same with the second shard's receipt not there (its digest
+        // changes every run, so it is not listed).
+        let one = dir.join("shards-one");
+        std::fs::create_dir(&one).unwrap();
+        for entry in std::fs::read_dir(dir.join("shards")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "decant.shard-2-of-2.intoto.jsonl" {
+                std::fs::copy(entry.path(), one.join(entry.file_name())).unwrap();
+            }
+        }
         std::fs::create_dir(dir.join("empty")).unwrap();
         forged_receipts(&dir);
         planted_directory(&dir);
@@ -754,5 +778,56 @@ fn inspect_refuses_a_code_running_global() {
     snapshot(
         "inspect_refuses_a_code_running_global",
         &["inspect", "[F]/hostile/g_posix_system_p0.pt"],
+    );
+}
+
+/// Issue 14: `decant plan` prints each shard's units and bytes, under the
+/// plan's digest that every shard receipt records.
+#[test]
+fn plan_two_shards() {
+    snapshot(
+        "plan_two_shards",
+        &[
+            "plan",
+            "[F]/dirs/sharded",
+            "[F]/dirs/mixed",
+            "--shards",
+            "2",
+        ],
+    );
+}
+
+/// Issue 14: a directory converted in two shards verifies with both
+/// receipts given together.
+#[test]
+fn verify_shards_pass() {
+    snapshot(
+        "verify_shards_pass",
+        &[
+            "verify",
+            "[W]/shards",
+            "--receipt",
+            "[W]/shards/decant.shard-1-of-2.intoto.jsonl",
+            "[W]/shards/decant.shard-2-of-2.intoto.jsonl",
+            "--trusted-key",
+            KEY_PUB,
+        ],
+    );
+}
+
+/// Issue 14: with one shard's receipt left out, the shard check names the
+/// missing shard and the files nobody vouches for are listed.
+#[test]
+fn verify_shards_missing_one() {
+    snapshot(
+        "verify_shards_missing_one",
+        &[
+            "verify",
+            "[W]/shards-one",
+            "--receipt",
+            "[W]/shards-one/decant.shard-1-of-2.intoto.jsonl",
+            "--trusted-key",
+            KEY_PUB,
+        ],
     );
 }

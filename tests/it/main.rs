@@ -23,3 +23,4 @@ mod hostile;
 mod interrupt;
 mod receipts;
 mod sandbox;
+mod shards;
