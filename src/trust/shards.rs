@@ -263,3 +263,155 @@ fn union_subject_check(dir: &DirectoryFiles, statements: &[(&str, Verified<State
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::receipt::{self, tests::sample_statement};
+    use ed25519_dalek::SigningKey;
+
+    const CONVERTER: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+    const PLAN: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+
+    fn sha(c: char) -> Sha256Hex {
+        Sha256Hex::parse(&c.to_string().repeat(64)).unwrap()
+    }
+
+    /// A signed shard receipt whose one subject is `name` with digest `d`.
+    fn shard_receipt(key: &SigningKey, shard: u32, of: &[u32], name: &str, d: char) -> String {
+        let mut s = sample_statement(
+            &d.to_string().repeat(64),
+            &"2".repeat(64),
+            CONVERTER,
+            &Policy::default_policy().unwrap(),
+        );
+        s.subject[0].name = name.into();
+        s.predicate.build_definition.external_parameters.shard = Some(ShardParameters {
+            shard,
+            count: 3,
+            plan: Sha256Hex::parse(PLAN).unwrap(),
+            directory_shards: of.to_vec(),
+        });
+        receipt::to_line(&receipt::sign_statement(&s, key))
+    }
+
+    fn run(receipts: &[String], files: &[(&str, char)], key: &SigningKey) -> Verdict {
+        let dir = DirectoryFiles {
+            files: files
+                .iter()
+                .map(|(n, d)| (n.to_string(), sha(*d)))
+                .collect(),
+            problems: vec![],
+        };
+        let labelled: Vec<(String, &[u8])> = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("r{}", i + 1), r.as_bytes()))
+            .collect();
+        let keys = [key.verifying_key()];
+        let converters = [Sha256Hex::parse(CONVERTER).unwrap()];
+        verify_set(&SetRequest {
+            dir: &dir,
+            receipts: &labelled,
+            trust: Trust {
+                keys: &keys,
+                converters: &converters,
+            },
+            policy_sha256_pin: None,
+        })
+    }
+
+    fn detail(v: &Verdict, name: CheckName) -> String {
+        v.checks()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.detail.clone())
+            .unwrap_or_default()
+    }
+
+    /// The complete set passes; each way a set can be wrong fails the
+    /// check that names it.
+    #[test]
+    fn a_set_passes_only_when_complete_from_one_plan_and_disjoint() {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let a = shard_receipt(&key, 1, &[1, 3], "a.safetensors", 'a');
+        let c = shard_receipt(&key, 3, &[1, 3], "c.safetensors", 'c');
+        let files = [("a.safetensors", 'a'), ("c.safetensors", 'c')];
+        assert!(run(&[a.clone(), c.clone()], &files, &key).passed());
+
+        // Shard 3 missing.
+        let v = run(std::slice::from_ref(&a), &files[..1], &key);
+        assert_eq!(v.failed(), [CheckName::Shards]);
+        assert!(detail(&v, CheckName::Shards).contains("missing 3/3"));
+
+        // The same shard twice.
+        let v = run(&[a.clone(), a.clone()], &files[..1], &key);
+        assert!(detail(&v, CheckName::Shards).contains("given twice"));
+
+        // Two receipts that disagree on which shards have work here.
+        let other = shard_receipt(&key, 3, &[2, 3], "c.safetensors", 'c');
+        let v = run(&[a.clone(), other], &files, &key);
+        assert!(detail(&v, CheckName::Shards).contains("expects shards"));
+
+        // A file both shards claim.
+        let both = shard_receipt(&key, 3, &[1, 3], "a.safetensors", 'a');
+        let v = run(&[a.clone(), both], &files[..1], &key);
+        assert_eq!(v.failed(), [CheckName::Subject]);
+        assert!(detail(&v, CheckName::Subject).contains("subject of both r1 and r2"));
+
+        // A receipt claiming a shard outside its own list of shards.
+        let odd = shard_receipt(&key, 2, &[1, 3], "b.safetensors", 'b');
+        let v = run(&[a.clone(), odd], &files[..1], &key);
+        assert!(detail(&v, CheckName::Shards).contains("inconsistent"));
+
+        // A receipt signed by another key: that receipt fails, nothing else
+        // is looked at.
+        let stranger = SigningKey::generate(&mut rand_core::OsRng);
+        let forged = shard_receipt(&stranger, 3, &[1, 3], "c.safetensors", 'c');
+        let v = run(&[a, forged], &files, &key);
+        assert!(!v.passed());
+        assert!(v.statement().is_none());
+        assert!(detail(&v, CheckName::Subject).starts_with("not checked"));
+    }
+
+    /// A whole-conversion receipt is not a shard receipt: mixing it into a
+    /// set fails, and a shard receipt fails the single-receipt directory
+    /// check (so it can only be used as a set).
+    #[test]
+    fn shard_and_whole_receipts_do_not_mix() {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let a = shard_receipt(&key, 1, &[1], "a.safetensors", 'a');
+        let whole = receipt::to_line(&receipt::sign_statement(
+            &sample_statement(
+                &"b".repeat(64),
+                &"2".repeat(64),
+                CONVERTER,
+                &Policy::default_policy().unwrap(),
+            ),
+            &key,
+        ));
+        let v = run(&[a.clone(), whole], &[("a.safetensors", 'a')], &key);
+        assert!(detail(&v, CheckName::Shards).contains("is not a shard receipt"));
+
+        let dir = Artifact::Directory(DirectoryFiles {
+            files: vec![("a.safetensors".into(), sha('a'))],
+            problems: vec![],
+        });
+        let keys = [key.verifying_key()];
+        let converters = [Sha256Hex::parse(CONVERTER).unwrap()];
+        let v = verify::verify(&Request {
+            artifact: &dir,
+            receipt: a.as_bytes(),
+            trust: Trust {
+                keys: &keys,
+                converters: &converters,
+            },
+            source_sha256_pin: None,
+            policy_sha256_pin: None,
+            caller_checks: &[],
+        });
+        assert_eq!(v.failed(), [CheckName::Subject]);
+        assert!(claims_shard(a.as_bytes()));
+    }
+}
