@@ -18,8 +18,8 @@
 
 use super::statement::{Sha256Hex, ShardParameters, Statement};
 use super::verify::{
-    self, list, list_at_most, Artifact, Check, CheckName, DirectoryFiles, Request, Trust, Verdict,
-    Verified, LISTED_PROBLEMS, NOT_CHECKED,
+    self, list, Artifact, Check, CheckName, DirectoryFiles, Request, Trust, Verdict, Verified,
+    NOT_CHECKED,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -243,25 +243,13 @@ fn union_subject_check(dir: &DirectoryFiles, statements: &[(&str, Verified<State
             ));
         }
     }
-    if problems.is_empty() {
-        Check::pass(
-            CheckName::Subject,
-            format!(
-                "all {} files in the directory are subjects of exactly one receipt, with their digests",
-                dir.files.len()
-            ),
-        )
-    } else {
-        Check::fail(
-            CheckName::Subject,
-            format!(
-                "{} problem{}: {}",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" },
-                list_at_most(&problems, LISTED_PROBLEMS, "; ")
-            ),
-        )
-    }
+    verify::subject_problems(
+        problems,
+        format!(
+            "all {} files in the directory are subjects of exactly one receipt, with their digests",
+            dir.files.len()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -668,7 +668,7 @@ pub(super) fn list<T: AsRef<str>>(items: &[T]) -> String {
     list_at_most(items, LISTED, ", ")
 }
 
-pub(super) fn list_at_most<T: AsRef<str>>(items: &[T], most: usize, separator: &str) -> String {
+fn list_at_most<T: AsRef<str>>(items: &[T], most: usize, separator: &str) -> String {
     if items.is_empty() {
         return "none".into();
     }
@@ -752,7 +752,7 @@ fn file_subject_check(want: &Sha256Hex, s: &Statement) -> Check {
 }
 
 /// How many problems a directory's subject check lists.
-pub(super) const LISTED_PROBLEMS: usize = 20;
+const LISTED_PROBLEMS: usize = 20;
 
 /// A directory is vouched for only as served: every file in it a subject
 /// with its digest, every subject present, nothing else there.
@@ -790,14 +790,20 @@ fn directory_subject_check(dir: &DirectoryFiles, s: &Statement) -> Check {
             ));
         }
     }
+    subject_problems(
+        problems,
+        format!(
+            "all {} files in the directory are the receipt's subjects, with their digests",
+            dir.files.len()
+        ),
+    )
+}
+
+/// The subject check of a directory: passes with `passed` if nothing is
+/// wrong, else lists what is.
+pub(super) fn subject_problems(problems: Vec<String>, passed: String) -> Check {
     if problems.is_empty() {
-        Check::pass(
-            CheckName::Subject,
-            format!(
-                "all {} files in the directory are the receipt's subjects, with their digests",
-                dir.files.len()
-            ),
-        )
+        Check::pass(CheckName::Subject, passed)
     } else {
         Check::fail(
             CheckName::Subject,
