@@ -253,7 +253,12 @@ pub struct PickleStream {
     /// operands the scan could follow), `module.name`, unique, in the order
     /// first named: every one outside the allowlist up to
     /// [`MAX_LISTED_GLOBALS`], then allowlisted ones up to as many again, so
-    /// a flood of harmless names cannot hide a dangerous one.
+    /// a flood of harmless names cannot hide a dangerous one. A stream is
+    /// read the way `pickle.loads` and linear scanners read it and, where
+    /// its frames are violated, the way CPython's unpickler reads a file
+    /// object (torch.load's reading of a zip record); the names of both
+    /// readings are listed. A damaged stream is also read on past its
+    /// damage, as a resynchronising reader would ([`GlobalRef::possible`]).
     pub globals: Vec<GlobalRef>,
     /// Unique globals named outside the allowlist, in all.
     pub outside_total: u64,
@@ -270,7 +275,8 @@ pub struct PickleStream {
     /// Why the stream is not well formed, if it is not: the scan stopped
     /// before its STOP (truncation, an unknown opcode), or went on past
     /// something Python's unpicklers disagree on (a frame problem, a
-    /// misplaced or unknown PROTO), listing what follows. One line.
+    /// misplaced or unknown PROTO), listing what follows; and which cap
+    /// stopped the resynchronising reading, if one did. One line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
 }
@@ -288,6 +294,15 @@ pub struct GlobalRef {
     /// as state dicts go) resolves it. Anything else is something a plain
     /// `torch.load` / `pickle.load` would import and may call.
     pub allowlisted: bool,
+    /// Found only by reading a damaged stream on as a resynchronising
+    /// reader could (a fresh walk from the byte after each opcode a walk
+    /// stops at, and over the bytes of the stream's string, bytes and text
+    /// arguments): possibly referenced, by a reader that does not stop
+    /// where Python does. Only names outside the allowlist are listed this
+    /// way; they count in `outside_total` and `globals_total` like the
+    /// others. The stream's `damaged` is always set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub possible: bool,
 }
 
 /// A safetensors file's header.

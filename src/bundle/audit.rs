@@ -471,7 +471,11 @@ fn by_name(
 /// How many names one finding lists.
 const NAMED: usize = 8;
 
-fn names(list: &[&str], total: u64) -> String {
+/// How a name found only by reading on past a damaged stream's damage is
+/// marked (`GlobalRef::possible`).
+const POSSIBLY: &str = "possibly referenced: damaged stream";
+
+fn names(list: &[String], total: u64) -> String {
     let mut s = list
         .iter()
         .take(NAMED)
@@ -504,10 +508,17 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
         outside_total += s.outside_total;
         hidden += s.unresolved;
         for g in s.globals.iter().filter(|g| !g.allowlisted) {
-            if executes_code(&g.name) {
-                executing.push(g.name.as_str());
+            // A name only a resynchronising reading of a damaged stream
+            // found is judged as any other, and marked.
+            let shown = if g.possible {
+                format!("{} ({POSSIBLY})", g.name)
             } else {
-                unsafe_globals.push(g.name.as_str());
+                g.name.clone()
+            };
+            if executes_code(&g.name) {
+                executing.push(shown);
+            } else {
+                unsafe_globals.push(shown);
             }
         }
         if let Some(why) = &s.damaged {

@@ -40,6 +40,13 @@ impl<'s> Input<'s> {
         self.pos
     }
 
+    /// Moves to `pos`, kept within the stream. The VM never seeks; the
+    /// audit's second reading of a stream does, to jump where CPython's
+    /// file-object unpickler jumps (to the end of a frame).
+    pub fn seek(&mut self, pos: u64) {
+        self.pos = pos.min(self.end).max(self.start);
+    }
+
     /// Bytes left before the end (none for a stream started past its end).
     fn remaining(&self) -> u64 {
         self.end.saturating_sub(self.pos)

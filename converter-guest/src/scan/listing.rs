@@ -122,6 +122,7 @@ mod tests {
                 .map(|n| GlobalRef {
                     name: format!("{}{n}", "\u{1}".repeat(200)),
                     allowlisted: !outside || n % 2 == 1,
+                    possible: false,
                 })
                 .collect(),
             outside_total: if outside { names as u64 } else { 0 },

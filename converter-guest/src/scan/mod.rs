@@ -48,6 +48,9 @@ const MAX_MAGIC_PICKLE: u64 = 1024;
 /// A legacy torch file's pickles: magic, protocol, sys_info, the object,
 /// the storage keys.
 const LEGACY_PICKLES: u64 = 5;
+/// The most bytes of legacy pickles read with the VM to find where the
+/// storages end (a few tens of thousands of tensors).
+const MAX_LEGACY_PICKLES_READ: u64 = 4 << 20;
 
 /// Describes `src` by its content.
 pub fn audit(src: &dyn Source) -> FileScan {
@@ -185,6 +188,13 @@ fn is_legacy_magic(src: &dyn Source, end: u64) -> bool {
     }
 }
 
+/// A scanned stream as listed: if it is damaged, with what reading it
+/// on could find (`Scanner::read_damaged`).
+fn finish(sc: &mut Scanner, mut s: Scanned) -> PickleStream {
+    sc.read_damaged(&mut s);
+    s.into_stream()
+}
+
 /// A file of pickle streams from byte 0, `first` already scanned.
 fn pickle_file(
     src: &dyn Source,
@@ -193,15 +203,15 @@ fn pickle_file(
     note: Option<String>,
 ) -> FileScan {
     // A legacy torch file: five pickles, then raw storage bytes.
-    let limit = if first.stopped && is_legacy_magic(src, first.end) {
-        LEGACY_PICKLES
-    } else {
-        u64::MAX
-    };
+    let legacy = first.stopped && is_legacy_magic(src, first.end);
+    let limit = if legacy { LEGACY_PICKLES } else { u64::MAX };
     let mut list = Listing::default();
     let ok = first.stopped;
-    list.push(first.into_stream());
-    more_streams(&mut sc, &mut list, ok, limit, |at| format!("byte {at}"));
+    list.push(finish(&mut sc, first));
+    let ok = more_streams(&mut sc, &mut list, ok, limit, |at| format!("byte {at}"));
+    if legacy && ok && list.total() == LEGACY_PICKLES {
+        after_legacy_storages(src, sc.offset(), &mut list);
+    }
     FileScan {
         pickle: Some(list.into_scan()),
         damaged: note,
@@ -210,23 +220,96 @@ fn pickle_file(
 }
 
 /// Scans streams back to back after one that reached its STOP (`ok`),
-/// while the next byte starts another, until `limit` streams in all.
+/// while the next byte starts another, until `limit` streams in all;
+/// whether the last one reached its STOP and the sequence ended there.
+/// Bytes after a STOP that start no pickle are read on as a
+/// resynchronising reader would (a pickle behind a junk byte is loaded by
+/// a reader that skips it), and listed as a damaged stream if that names a
+/// global: whitespace after a STOP is no finding.
 fn more_streams(
     sc: &mut Scanner,
     list: &mut Listing,
     mut ok: bool,
     limit: u64,
     location: impl Fn(u64) -> String,
-) {
+) -> bool {
     while ok && list.total() < limit {
         let at = sc.offset();
-        let Some(code) = sc.next_opcode() else {
+        if sc.at_end() {
             break;
+        }
+        let Some(code) = sc.next_opcode() else {
+            let mut s = sc.unread(
+                at,
+                location(at),
+                format!(
+                    "{} bytes that start no pickle follow a STOP, and a reader resynchronising in them finds globals",
+                    sc.len().saturating_sub(at)
+                ),
+            );
+            sc.read_damaged(&mut s);
+            if s.names_globals() {
+                list.push(s.into_stream());
+            }
+            return false;
         };
         let s = sc.scan(Some(code), location(at));
         ok = s.stopped;
-        list.push(s.into_stream());
+        list.push(finish(sc, s));
     }
+    ok
+}
+
+/// What follows a legacy file's five pickles: the storages, then nothing
+/// torch reads. Bytes after the last storage (decant refuses them) are
+/// scanned as pickles, since another reader of the file may load them
+/// (see [`trailing`]). Where the storages end is known only by reading
+/// the pickles as the converter does
+/// ([`crate::torch::legacy::storages_end`]); when that fails (a global
+/// outside the allowlist, a storage the converter does not take), every
+/// byte after the pickles is read as a resynchronising reader would
+/// instead, and the file is reported as not fully scanned. The VM holds
+/// what it reads, so pickles over [`MAX_LEGACY_PICKLES_READ`] bytes are
+/// not read that way: a sandbox limit hit there would lose the whole scan.
+fn after_legacy_storages(src: &dyn Source, pickles_end: u64, list: &mut Listing) {
+    let len = src.len();
+    let end = if pickles_end <= MAX_LEGACY_PICKLES_READ {
+        crate::torch::legacy::storages_end(src).map_err(|r| r.message)
+    } else {
+        Err(format!(
+            "its pickles are {pickles_end} bytes, more than audit reads with the converter's VM"
+        ))
+    };
+    match end {
+        Ok(end) if end < len => trailing(src, end, list, |at| {
+            format!("byte {at}, after the last legacy storage")
+        }),
+        Ok(_) => {}
+        Err(why) if pickles_end < len => {
+            let mut sc = Scanner::new(src, pickles_end, len, String::new());
+            let mut s = sc.unread(
+                0,
+                format!("byte {pickles_end}, the legacy storages"),
+                format!(
+                    "where the legacy storages end is not known ({}), so their bytes were read from each byte a resynchronising reader could start at",
+                    crate::error::printable(&why)
+                ),
+            );
+            sc.read_damaged(&mut s);
+            list.push(s.into_stream());
+        }
+        Err(_) => {}
+    }
+}
+
+/// Bytes from `at` to the end of `src` that no container accounts for,
+/// read as a sequence of pickles (see [`more_streams`]); `location` names
+/// a file offset.
+fn trailing(src: &dyn Source, at: u64, list: &mut Listing, location: impl Fn(u64) -> String) {
+    let mut sc = Scanner::new(src, at, src.len(), String::new());
+    more_streams(&mut sc, list, true, u64::MAX, |offset| {
+        location(at + offset)
+    });
 }
 
 /// A byte range of another source, as a source of its own (a zip stored
@@ -330,7 +413,7 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
             let mut sc = Scanner::new(src, start, start.saturating_add(size), name.clone());
             let s = sc.scan(None, format!("{name} (a pickle under another name)"));
             if s.stopped && s.names_globals() {
-                list.push(s.into_stream());
+                list.push(finish(&mut sc, s));
             }
         } else if head == *b"PK\x03\x04" && depth < MAX_ZIP_NESTING {
             let inner = Window {
@@ -347,15 +430,9 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
         }
     }
     if let Some(end) = zip_end(src).filter(|&e| e < src.len()) {
-        let mut sc = Scanner::new(src, end, src.len(), "after the zip".into());
-        if let Some(code) = sc.next_opcode() {
-            let s = sc.scan(Some(code), format!("byte {end}, after the end of the zip"));
-            let ok = s.stopped;
-            list.push(s.into_stream());
-            more_streams(&mut sc, &mut list, ok, u64::MAX, |at| {
-                format!("byte {at}, after the end of the zip")
-            });
-        }
+        trailing(src, end, &mut list, |at| {
+            format!("byte {at}, after the end of the zip")
+        });
     }
     let format = if format == ScanFormat::Other && list.total() > 0 {
         ScanFormat::ZipWithPickles
@@ -450,7 +527,7 @@ fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
                 let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
                 let first = sc.scan(None, location.clone());
                 let ok = first.stopped;
-                list.push(first.into_stream());
+                list.push(finish(&mut sc, first));
                 more_streams(&mut sc, list, ok, u64::MAX, |at| {
                     format!("{location}, byte {at} inflated")
                 });
@@ -466,7 +543,7 @@ fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
     let mut sc = Scanner::new(src, start, start.saturating_add(size), name);
     let first = sc.scan(None, location.clone());
     let ok = first.stopped;
-    list.push(first.into_stream());
+    list.push(finish(&mut sc, first));
     more_streams(&mut sc, list, ok, u64::MAX, |at| {
         format!("{location}, byte {at}")
     });

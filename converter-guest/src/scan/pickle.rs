@@ -20,6 +20,29 @@
 //! are reported as `damaged` too, but the scan goes on linearly, as
 //! `pickle.loads` reads: what follows is still listed.
 //!
+//! A damaged stream has no single reading, so it gets three:
+//!
+//! - linear, as above (`pickle.loads`, a file with `peek`, linear
+//!   scanners);
+//! - if it has frames, as CPython's C unpickler reads a file object
+//!   without `peek` (`io.BytesIO`, which is how torch.load reads a zip
+//!   record): an argument that does not fit in the rest of the frame is
+//!   read from after the frame ([`Reading::FileObject`]). Both readings
+//!   are exact; their names are listed as any other;
+//! - resynchronising, as a lenient reader or a desynchronised scanner
+//!   could: after the opcode the linear reading stopped at, a fresh walk
+//!   from the next byte, and again after each stop, to the end of the
+//!   range; then the same over every argument (string, bytes, text line)
+//!   the readings passed over, since a frame of the wrong length or a
+//!   resynchronisation elsewhere turns such bytes into opcodes. Names
+//!   found only this way are listed as `possible`, outside the allowlist
+//!   only; their calls and hidden names are not counted.
+//!
+//! None of this can make a file look clean: a damaged stream stays
+//! damaged, whatever the other readings find. The resynchronising reading
+//! reads at most [`MAX_RESYNC_BYTES`] bytes and [`MAX_ARGUMENTS`]
+//! arguments per stream, and says so when it stops at a cap.
+//!
 //! Memory grows at most linearly with the bytes read: one stack slot, mark
 //! or memo entry per opcode; a string operand is kept as at most
 //! [`MAX_GLOBAL_NAME`] bytes plus a digest, and shared, not copied, by DUP
@@ -120,9 +143,53 @@ pub(super) struct Scanned {
     pub stopped: bool,
     /// Offset just past the last byte read.
     pub end: u64,
+    /// Every (module, name) named so far, by any reading.
+    seen: BTreeSet<(Rc<Text>, Rc<Text>)>,
+    /// Whether the stream has a FRAME opcode.
+    saw_frame: bool,
+    /// Where a resynchronising reading starts: after the opcode the
+    /// linear reading stopped at.
+    resync_from: Option<u64>,
+    /// The arguments (strings, bytes, text lines) the readings passed
+    /// over, as (start, length), at least [`MIN_HIDING`] bytes long and at
+    /// most [`MAX_ARGUMENTS`] of them: where a damaged stream can hide
+    /// opcodes from one reader and show them to another.
+    arguments: Vec<(u64, u64)>,
+    /// Whether arguments were left out of `arguments` (over the cap).
+    arguments_cut: bool,
 }
 
+/// The shortest argument that can hold a global: `ca\nb\n`.
+const MIN_HIDING: u64 = 5;
+/// How many arguments of a stream are kept to be read again.
+const MAX_ARGUMENTS: usize = 100_000;
+/// The most bytes the resynchronising readings of one damaged stream read.
+const MAX_RESYNC_BYTES: u64 = 64 << 20;
+
 impl Scanned {
+    fn new(location: String, start: u64) -> Scanned {
+        Scanned {
+            location,
+            proto: None,
+            binary: false,
+            outside: Vec::new(),
+            allowlisted: Vec::new(),
+            outside_total: 0,
+            globals_total: 0,
+            unresolved: 0,
+            calls: 0,
+            importable: false,
+            damaged: None,
+            stopped: false,
+            end: start,
+            seen: BTreeSet::new(),
+            saw_frame: false,
+            resync_from: None,
+            arguments: Vec::new(),
+            arguments_cut: false,
+        }
+    }
+
     /// Whether it names any global, resolved or not.
     pub fn names_globals(&self) -> bool {
         self.globals_total > 0 || self.unresolved > 0
@@ -150,15 +217,29 @@ impl Scanned {
 
 /// Reads pickle streams from a byte range, one after another.
 pub(super) struct Scanner<'s> {
+    src: &'s dyn Source,
     input: Input<'s>,
     /// Names the range in messages: empty for the whole file (positions are
     /// file offsets), else the zip member (positions are member offsets).
     label: String,
 }
 
+/// How a walk reports what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An exact reading: the stream as a reader reads it.
+    Exact,
+    /// A resynchronising reading of a damaged stream: names outside the
+    /// allowlist are listed as possibly referenced; nothing else it sees
+    /// (calls, hidden names, damage) is counted. `keep` says whether the
+    /// arguments it passes over are kept to be read again.
+    Resync { keep: bool },
+}
+
 impl<'s> Scanner<'s> {
     pub fn new(src: &'s dyn Source, start: u64, end: u64, label: String) -> Self {
         Scanner {
+            src,
             input: Input::new(src, start, end),
             label,
         }
@@ -167,6 +248,16 @@ impl<'s> Scanner<'s> {
     /// The offset of the next byte, from the start of the range.
     pub fn offset(&self) -> u64 {
         self.input.pos().saturating_sub(self.input.start())
+    }
+
+    /// The length of the range.
+    pub fn len(&self) -> u64 {
+        self.input.end().saturating_sub(self.input.start())
+    }
+
+    /// Whether the range is read to its end.
+    pub fn at_end(&self) -> bool {
+        self.input.pos() >= self.input.end()
     }
 
     /// Reads the next byte if it starts another stream (a pickle opcode).
@@ -179,54 +270,206 @@ impl<'s> Scanner<'s> {
     }
 
     /// Scans one stream from the current position; `first` is its first
-    /// opcode when [`Scanner::next_opcode`] already read it.
+    /// opcode when [`Scanner::next_opcode`] already read it. The stream is
+    /// read linearly, as `pickle.loads` reads it; if it has frames and
+    /// something is wrong with it, it is read again as CPython reads a
+    /// file object (see [`Reading::FileObject`]), and the names of both
+    /// readings are listed. The scanner is left where the linear reading
+    /// ended.
     pub fn scan(&mut self, first: Option<u8>, location: String) -> Scanned {
+        let start = self.input.pos().saturating_sub(u64::from(first.is_some()));
+        let (mut out, result) = self.walk(
+            Reading::Linear,
+            Role::Exact,
+            first,
+            Scanned::new(location, start),
+        );
+        if let Err((why, at)) = result {
+            out.damaged = Some(why);
+            out.resync_from = Some(at.saturating_add(1));
+        }
+        let linear_end = out.end;
+        if out.saw_frame && out.damaged.is_some() {
+            // The second reading adds the names it finds; what the stream
+            // is (its damage, counts of calls and hidden names) stays the
+            // linear reading's, with the larger counts.
+            let (unresolved, calls) = (out.unresolved, out.calls);
+            let (damaged, stopped) = (out.damaged.take(), out.stopped);
+            out.unresolved = 0;
+            out.calls = 0;
+            self.input.seek(start);
+            let reading = Reading::FileObject { buffer_end: None };
+            let (framed, _) = self.walk(reading, Role::Exact, None, out);
+            out = framed;
+            out.unresolved = out.unresolved.max(unresolved);
+            out.calls = out.calls.max(calls);
+            out.damaged = damaged;
+            out.stopped = stopped;
+            out.end = linear_end;
+            self.input.seek(linear_end);
+        }
+        out
+    }
+
+    /// One walk from the current position; `Err` says why and at which
+    /// opcode it stopped before a STOP.
+    fn walk(
+        &mut self,
+        reading: Reading,
+        role: Role,
+        first: Option<u8>,
+        out: Scanned,
+    ) -> (Scanned, Result<(), (String, u64)>) {
         let start = self.input.pos().saturating_sub(u64::from(first.is_some()));
         let mut walk = Walk {
             sc: self,
             start,
+            reading,
+            role,
+            op_at: start,
             stack: Vec::new(),
             marks: Vec::new(),
             memo: BTreeMap::new(),
             frame_end: None,
-            seen: BTreeSet::new(),
-            out: Scanned {
-                location,
-                proto: None,
-                binary: false,
-                outside: Vec::new(),
-                allowlisted: Vec::new(),
-                outside_total: 0,
-                globals_total: 0,
-                unresolved: 0,
-                calls: 0,
-                importable: false,
-                damaged: None,
-                stopped: false,
-                end: start,
-            },
+            out,
         };
-        let stopped_early = walk.run(first);
+        let result = walk.run(first);
+        let at = walk.op_at;
         let mut out = walk.out;
-        if let Err(why) = stopped_early {
-            out.damaged = Some(why);
-        }
         out.end = self.input.pos();
+        (out, result.map_err(|why| (why, at)))
+    }
+
+    /// The range from `offset` as a stream no reading decoded, damaged for
+    /// `why`: [`Scanner::read_damaged`] reads it from its first byte.
+    pub fn unread(&self, offset: u64, location: String, why: String) -> Scanned {
+        let at = self.input.start().saturating_add(offset);
+        let mut s = Scanned::new(location, at);
+        s.damaged = Some(why);
+        s.resync_from = Some(at);
+        s
+    }
+
+    /// For a damaged stream, what a reader that does not stop where
+    /// Python does could still import: a reading that resynchronises
+    /// (after an opcode it cannot read, a fresh walk from the next byte,
+    /// and so on to the end of the range), then the same reading of every
+    /// argument the readings passed over (a string, bytes or text line
+    /// whose bytes another reader may take for opcodes: a frame of the
+    /// wrong length does exactly that). Names no exact reading found are
+    /// listed as possibly referenced. The stream is damaged whatever this
+    /// finds, so the file is never reported clean.
+    pub fn read_damaged(&mut self, s: &mut Scanned) {
+        let Some(why) = s.damaged.take() else {
+            return;
+        };
+        // What the resynchronising walks change besides the names is put
+        // back.
+        let kept = (
+            s.proto,
+            s.binary,
+            s.calls,
+            s.unresolved,
+            s.importable,
+            s.stopped,
+            s.end,
+        );
+        let mut budget = MAX_RESYNC_BYTES;
+        let mut out = std::mem::replace(s, Scanned::new(String::new(), 0));
+        if let Some(from) = out.resync_from {
+            out = self.resync(out, from, true, &mut budget);
+        }
+        let arguments = std::mem::take(&mut out.arguments);
+        for (start, len) in arguments {
+            let mut inner = Scanner::new(self.src, start, start.saturating_add(len), String::new());
+            out = inner.resync(out, start, false, &mut budget);
+        }
+        self.input.seek(kept.6);
+        (
+            out.proto,
+            out.binary,
+            out.calls,
+            out.unresolved,
+            out.importable,
+            out.stopped,
+            out.end,
+        ) = kept;
+        let mut notes = vec![why];
+        if budget == 0 {
+            notes.push(format!(
+                "its resynchronising reading stopped after {MAX_RESYNC_BYTES} bytes"
+            ));
+        }
+        if out.arguments_cut {
+            notes.push(format!(
+                "only its first {MAX_ARGUMENTS} arguments were read again"
+            ));
+        }
+        if out.seen.len() >= MAX_RESYNC_NAMES {
+            notes.push(format!(
+                "its resynchronising reading stopped after {MAX_RESYNC_NAMES} names"
+            ));
+        }
+        out.damaged = Some(notes.join("; "));
+        *s = out;
+    }
+
+    /// Walks from `from` to the end of the range, a fresh walk after each
+    /// STOP and one byte after each opcode a walk stops at, until `budget`
+    /// bytes were read.
+    fn resync(&mut self, mut out: Scanned, from: u64, keep: bool, budget: &mut u64) -> Scanned {
+        let end = self.input.end();
+        let mut at = from;
+        while at < end && *budget > 0 && out.seen.len() < MAX_RESYNC_NAMES {
+            self.input.seek(at);
+            let (next, result) = self.walk(Reading::Linear, Role::Resync { keep }, None, out);
+            out = next;
+            let read = self.input.pos().saturating_sub(at).max(1);
+            *budget = budget.saturating_sub(read);
+            at = match result {
+                Ok(()) => self.input.pos().max(at + 1),
+                Err((_, stop)) => stop.saturating_add(1).max(at + 1),
+            };
+        }
         out
     }
+}
+
+/// The most distinct names the resynchronising reading of a stream keeps
+/// (each is held to tell the next from it).
+const MAX_RESYNC_NAMES: usize = 100_000;
+
+/// How a walk reads the stream's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// As `pickle.loads`, CPython reading a file object with `peek`, and
+    /// linear scanners: a FRAME changes nothing.
+    Linear,
+    /// As CPython's C unpickler reads a file object without `peek`
+    /// (`io.BytesIO`: torch.load's reading of a zip record): a FRAME's
+    /// bytes are read into a buffer (up to `buffer_end`); an argument that
+    /// does not fit in what is left of it is read from the file after the
+    /// frame, and the rest of the buffer is dropped; a text line not ended
+    /// in the buffer is read whole from after the frame. Bytes literals
+    /// (BINBYTES...) are read on from the buffer into the file
+    /// (`_Unpickler_ReadInto`).
+    FileObject { buffer_end: Option<u64> },
 }
 
 /// The walk over one stream.
 struct Walk<'a, 's> {
     sc: &'a mut Scanner<'s>,
+    /// Where the walk started.
     start: u64,
+    reading: Reading,
+    role: Role,
+    /// Where the opcode being read starts.
+    op_at: u64,
     stack: Vec<Value>,
     /// Stack heights at each open MARK.
     marks: Vec<usize>,
     memo: BTreeMap<u64, Value>,
     frame_end: Option<u64>,
-    /// Every (module, name) named so far.
-    seen: BTreeSet<(Rc<Text>, Rc<Text>)>,
     out: Scanned,
 }
 
@@ -259,6 +502,7 @@ impl Walk<'_, '_> {
                 .input
                 .pos()
                 .saturating_sub(u64::from(first.is_some()));
+            self.op_at = pos;
             if self.frame_end == Some(pos) {
                 self.frame_end = None;
             }
@@ -270,6 +514,8 @@ impl Walk<'_, '_> {
             };
             self.out.binary |= !PROTOCOL_0.contains(&code);
             let stop = self.step(code, pos)?;
+            // (`frame_end` is the linear reading's: the other reading
+            // keeps its frame in `reading`.)
             if let Some(fe) = self.frame_end {
                 let after = self.sc.input.pos();
                 if after > fe || (stop && after != fe) {
@@ -308,16 +554,48 @@ impl Walk<'_, '_> {
         self.sc.input.end().saturating_sub(self.sc.input.pos())
     }
 
+    /// The end of the frame buffer the file-object reading reads from, if
+    /// bytes of it are left.
+    fn buffered(&mut self) -> Option<u64> {
+        let Reading::FileObject { buffer_end } = &mut self.reading else {
+            return None;
+        };
+        match *buffer_end {
+            Some(fe) if self.sc.input.pos() < fe => Some(fe),
+            _ => {
+                *buffer_end = None;
+                None
+            }
+        }
+    }
+
+    /// Before reading `n` bytes of an argument (CPython's
+    /// `_Unpickler_Read`): in the file-object reading, `n` bytes that do
+    /// not fit in what is left of the frame buffer are read from the file
+    /// after the frame, and the rest of the buffer is dropped.
+    fn before_read(&mut self, n: u64) {
+        if let Some(fe) = self.buffered() {
+            if self.sc.input.pos().saturating_add(n) > fe {
+                self.sc.input.seek(fe);
+                self.reading = Reading::FileObject { buffer_end: None };
+            }
+        }
+    }
+
     fn u8(&mut self, code: u8, pos: u64) -> Result<u8, String> {
+        self.before_read(1);
         self.sc.input.u8().map_err(|_| self.truncated(code, pos))
     }
     fn u16(&mut self, code: u8, pos: u64) -> Result<u16, String> {
+        self.before_read(2);
         self.sc.input.u16().map_err(|_| self.truncated(code, pos))
     }
     fn u32(&mut self, code: u8, pos: u64) -> Result<u32, String> {
+        self.before_read(4);
         self.sc.input.u32().map_err(|_| self.truncated(code, pos))
     }
     fn u64(&mut self, code: u8, pos: u64) -> Result<u64, String> {
+        self.before_read(8);
         self.sc.input.u64().map_err(|_| self.truncated(code, pos))
     }
 
@@ -332,7 +610,28 @@ impl Walk<'_, '_> {
         })
     }
 
+    /// Keeps the argument of `n` bytes starting here to be read again if
+    /// the stream turns out damaged.
+    fn argument(&mut self, n: u64) {
+        if n <= self.left() {
+            self.keep(self.sc.input.pos(), n);
+        }
+    }
+
+    fn keep(&mut self, start: u64, n: u64) {
+        if n < MIN_HIDING || self.role == (Role::Resync { keep: false }) {
+            return;
+        }
+        if self.out.arguments.len() < MAX_ARGUMENTS {
+            self.out.arguments.push((start, n));
+        } else {
+            self.out.arguments_cut = true;
+        }
+    }
+
     fn bytes(&mut self, n: u64, code: u8, pos: u64) -> Result<Vec<u8>, String> {
+        self.before_read(n);
+        self.argument(n);
         if n > self.left() {
             return Err(self.truncated(code, pos));
         }
@@ -342,22 +641,54 @@ impl Walk<'_, '_> {
             .map_err(|_| self.truncated(code, pos))
     }
 
-    /// Passes over `n` bytes, a window at a time.
+    /// Passes over an argument of `n` bytes (LONG1, LONG4, a string too
+    /// long to keep), a window at a time.
     fn skip(&mut self, n: u64, code: u8, pos: u64) -> Result<(), String> {
-        if n > self.left() {
-            return Err(self.truncated(code, pos));
-        }
+        self.before_read(n);
+        self.skip_into(n, code, pos)
+    }
+
+    /// Passes over `n` bytes in `SKIP_CHUNK` pieces.
+    fn pass(&mut self, n: u64, code: u8, pos: u64) -> Result<(), String> {
         let mut rest = n;
         while rest > 0 {
             let k = rest.min(SKIP_CHUNK);
-            self.bytes(k, code, pos)?;
+            self.sc
+                .input
+                .bytes(k)
+                .map_err(|_| self.truncated(code, pos))?;
             rest -= k;
         }
         Ok(())
     }
 
+    /// Passes over a bytes literal's `n` bytes, which CPython reads on from
+    /// the frame buffer into the file (`_Unpickler_ReadInto`), a window at
+    /// a time.
+    fn skip_into(&mut self, n: u64, code: u8, pos: u64) -> Result<(), String> {
+        if n > self.left() {
+            return Err(self.truncated(code, pos));
+        }
+        self.argument(n);
+        self.pass(n, code, pos)
+    }
+
+    /// A text argument. The file-object reading takes a line from the
+    /// frame buffer only if it ends there; else it reads the whole line
+    /// from the file after the frame (CPython's `_Unpickler_Readline`).
     fn line(&mut self, code: u8, pos: u64) -> Result<Vec<u8>, String> {
-        self.sc.input.line(MAX_LINE).map_err(|e| {
+        if let Some(fe) = self.buffered() {
+            let from = self.sc.input.pos();
+            match self.sc.input.line(MAX_LINE) {
+                Ok(line) if self.sc.input.pos() <= fe => return Ok(line),
+                _ => {
+                    self.sc.input.seek(from.max(fe));
+                    self.reading = Reading::FileObject { buffer_end: None };
+                }
+            }
+        }
+        let from = self.sc.input.pos();
+        let line = self.sc.input.line(MAX_LINE).map_err(|e| {
             if e.message.contains("longer than") {
                 format!(
                     "text argument of opcode 0x{code:02x} at {} is longer than {MAX_LINE} bytes",
@@ -366,7 +697,9 @@ impl Walk<'_, '_> {
             } else {
                 self.truncated(code, pos)
             }
-        })
+        })?;
+        self.keep(from, line.len() as u64);
+        Ok(line)
     }
 
     /// A memo index written as text (GET, PUT), as Python's `int()` reads
@@ -432,12 +765,10 @@ impl Walk<'_, '_> {
 
     fn name_global(&mut self, module: Rc<Text>, name: Rc<Text>) {
         let key = (module, name);
-        if self.seen.contains(&key) {
+        if self.out.seen.contains(&key) {
             return;
         }
         let (module, name) = (&key.0, &key.1);
-        self.out.globals_total += 1;
-        self.out.importable |= module.identifier && name.identifier;
         // As the VM decides: only a valid name reaches the allowlist, and a
         // known but unconvertible one (`_rebuild_qtensor`) is refused there,
         // so it is not on it.
@@ -445,6 +776,14 @@ impl Walk<'_, '_> {
             (Some(m), Some(n)) => matches!(globals::resolve(m, n, ""), Ok(Some(_))),
             _ => false,
         };
+        let possible = self.role != Role::Exact;
+        if possible && allowlisted {
+            // What a damaged stream possibly names is listed for its risk;
+            // an allowlisted name adds none.
+            return;
+        }
+        self.out.globals_total += 1;
+        self.out.importable |= module.identifier && name.identifier;
         let list = if allowlisted {
             &mut self.out.allowlisted
         } else {
@@ -455,9 +794,10 @@ impl Walk<'_, '_> {
             list.push(GlobalRef {
                 name: display(module, name),
                 allowlisted,
+                possible,
             });
         }
-        self.seen.insert(key);
+        self.out.seen.insert(key);
     }
 
     /// A GLOBAL or INST argument: `module\nname\n`.
@@ -488,7 +828,36 @@ impl Walk<'_, '_> {
                 }
                 self.out.proto.get_or_insert(p);
             }
+            op::FRAME if self.reading != Reading::Linear => {
+                let len = self.u64(code, pos)?;
+                let from = self.sc.input.pos();
+                // A frame that fits in what is left of the buffer only
+                // checks that it does; else its bytes are read from the
+                // file, after the buffer (CPython's `load_frame`).
+                if self
+                    .buffered()
+                    .is_some_and(|fe| from.saturating_add(len) <= fe)
+                {
+                    return Ok(false);
+                }
+                let from = self.buffered().unwrap_or(from);
+                self.sc.input.seek(from);
+                match from.checked_add(len) {
+                    Some(end) if end <= self.sc.input.end() => {
+                        self.reading = Reading::FileObject {
+                            buffer_end: Some(end),
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "FRAME at {} claims {len} bytes, more than the stream holds",
+                            self.at(pos)
+                        ))
+                    }
+                }
+            }
             op::FRAME => {
+                self.out.saw_frame = true;
                 let len = self.u64(code, pos)?;
                 if self.frame_end.is_some() {
                     self.anomaly(format!(
@@ -595,17 +964,17 @@ impl Walk<'_, '_> {
             }
             op::SHORT_BINBYTES => {
                 let n = u64::from(self.u8(code, pos)?);
-                self.skip(n, code, pos)?;
+                self.skip_into(n, code, pos)?;
                 self.push(None);
             }
             op::BINBYTES => {
                 let n = u64::from(self.u32(code, pos)?);
-                self.skip(n, code, pos)?;
+                self.skip_into(n, code, pos)?;
                 self.push(None);
             }
             op::BINBYTES8 | op::BYTEARRAY8 => {
                 let n = self.u64(code, pos)?;
-                self.skip(n, code, pos)?;
+                self.skip_into(n, code, pos)?;
                 self.push(None);
             }
             op::TUPLE | op::LIST | op::DICT | op::FROZENSET => {

@@ -14,6 +14,26 @@ const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0
 const PROTOCOL_VERSION: i64 = 1001;
 
 pub fn parse(src: &dyn Source) -> Result<Parsed> {
+    let (parsed, storages_end) = read(src)?;
+    let end = src.len();
+    if storages_end != end {
+        return Err(corrupt(format!(
+            "{} bytes follow the last legacy storage",
+            end.saturating_sub(storages_end)
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Where the last storage ends, as [`parse`] reads the file: `decant
+/// audit` scans the bytes after it, which torch never reads but another
+/// reader of the file may.
+pub fn storages_end(src: &dyn Source) -> Result<u64> {
+    read(src).map(|(_, end)| end)
+}
+
+/// The file read, and where its last storage ends.
+fn read(src: &dyn Source) -> Result<(Parsed, u64)> {
     let end = src.len();
     let mut m = Machine::new(PidStyle::Legacy);
     m.persistent_ids = false;
@@ -122,19 +142,15 @@ pub fn parse(src: &dyn Source) -> Result<Parsed> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    if pos != end {
-        return Err(corrupt(format!(
-            "{} bytes follow the last legacy storage",
-            end - pos
-        )));
-    }
-
-    Ok(Parsed {
-        format: "legacy",
-        protocol: main.protocol,
-        big_endian: false,
-        root: main.value,
-        data,
-        machine: m,
-    })
+    Ok((
+        Parsed {
+            format: "legacy",
+            protocol: main.protocol,
+            big_endian: false,
+            root: main.value,
+            data,
+            machine: m,
+        },
+        pos,
+    ))
 }
