@@ -56,6 +56,9 @@ enum Command {
         /// Sandbox policy file [default: the built-in sandbox-policy/default.json].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Directory mode: also write a CycloneDX 1.6 ML-BOM here (outside the model directories).
+        #[arg(long, value_name = "PATH")]
+        cyclonedx: Option<PathBuf>,
         /// Refuse the checkpoint instead of dropping non-tensor entries.
         #[arg(long)]
         strict: bool,
@@ -143,7 +146,10 @@ enum Command {
         /// Sandbox policy file (limits for scanning each file).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Replace an existing manifest.
+        /// Also write a CycloneDX 1.6 ML-BOM of the bundle here (outside DIR).
+        #[arg(long, value_name = "PATH")]
+        cyclonedx: Option<PathBuf>,
+        /// Replace an existing manifest (and BOM).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
@@ -305,10 +311,21 @@ fn run(command: Command) -> Result<ExitCode> {
             key,
             receipt,
             policy,
+            cyclonedx,
             strict,
             force,
             json,
         } => {
+            if !src.is_dir() && cyclonedx.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--cyclonedx applies to model directories",
+                    "a single file's receipt records its source and output; convert the model's directory for an ML-BOM",
+                ));
+            }
+            if let (Some(bom), Some(key)) = (&cyclonedx, &key) {
+                crate::output::refuse_aliases(&[("the BOM", bom)], &[("the key", key)])?;
+            }
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
                     Kind::Usage,
@@ -345,6 +362,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     }),
                     key,
+                    cyclonedx,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
@@ -400,6 +418,7 @@ fn run(command: Command) -> Result<ExitCode> {
             trusted_keys,
             out,
             policy,
+            cyclonedx,
             force,
             json,
         } => {
@@ -416,6 +435,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     allow_mutable: &allow_mutable,
                     trusted_keys: &keys,
                     output: out.as_deref(),
+                    cyclonedx: cyclonedx.as_deref(),
                     force,
                 },
             )?;

@@ -227,6 +227,13 @@ pub fn dir_converted(d: &DirConverted, json: bool) {
     if let Some(r) = &d.receipt {
         let _ = writeln!(out, "  receipt: {}", one_line(&r.display().to_string()));
     }
+    if let Some(b) = &d.cyclonedx {
+        let _ = writeln!(
+            out,
+            "  CycloneDX ML-BOM: {}",
+            one_line(&b.display().to_string())
+        );
+    }
     emit(&out);
 }
 
@@ -398,6 +405,7 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
             "highest": done.audit.highest,
             "receipts": done.audit.receipts,
             "bindings": done.bindings,
+            "cyclonedx": done.cyclonedx.as_ref().map(|p| p.to_string_lossy()),
         }));
         return;
     }
@@ -430,6 +438,13 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
             one_line(&r.name),
             r.signer,
             r.covers.len()
+        );
+    }
+    if let Some(b) = &done.cyclonedx {
+        let _ = writeln!(
+            out,
+            "  CycloneDX ML-BOM: {}",
+            one_line(&b.display().to_string())
         );
     }
     emit(&out);

@@ -756,3 +756,35 @@ fn inspect_refuses_a_code_running_global() {
         &["inspect", "[F]/hostile/g_posix_system_p0.pt"],
     );
 }
+
+// Issue 14: --cyclonedx errors.
+
+#[test]
+fn cyclonedx_is_refused_for_one_file() {
+    snapshot(
+        "cyclonedx_is_refused_for_one_file",
+        &[
+            "convert",
+            TIED,
+            "-o",
+            "[W]/never.safetensors",
+            "--cyclonedx",
+            "[W]/never.cdx.json",
+        ],
+    );
+}
+
+#[test]
+fn cyclonedx_inside_the_output_directory() {
+    snapshot(
+        "cyclonedx_inside_the_output_directory",
+        &[
+            "convert",
+            "[F]/dirs/single",
+            "-o",
+            "[W]/never",
+            "--cyclonedx",
+            "[W]/never/bom.json",
+        ],
+    );
+}

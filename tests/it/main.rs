@@ -16,6 +16,7 @@ mod bundle;
 mod cli;
 mod common;
 mod convert;
+mod cyclonedx;
 mod dirs;
 mod environment;
 mod hf_cache;
