@@ -103,6 +103,18 @@ enum Command {
         /// With a bundle manifest: fail if it records a finding at or above this level.
         #[arg(long = "fail-on", value_name = "LEVEL", default_value = "high")]
         fail_on: Severity,
+        /// Write a signed SLSA verification summary (VSA v1) of the result here, passed or failed; needs --key.
+        #[arg(long, value_name = "PATH", requires = "key")]
+        vsa: Option<PathBuf>,
+        /// The private key (PKCS#8 PEM) that signs the VSA; needs --vsa.
+        #[arg(long, value_name = "KEYFILE", requires = "vsa")]
+        key: Option<PathBuf>,
+        /// The VSA's resourceUri [default: the file: URI of ARTIFACT]; needs --vsa.
+        #[arg(long, value_name = "URI", requires = "vsa")]
+        resource_uri: Option<String>,
+        /// Replace an existing VSA; needs --vsa.
+        #[arg(long, requires = "vsa")]
+        force: bool,
         /// Print one JSON object with every check on stdout.
         #[arg(long)]
         json: bool,
@@ -459,8 +471,31 @@ fn run(command: Command) -> Result<ExitCode> {
             policy,
             require,
             fail_on,
+            vsa,
+            key,
+            resource_uri,
+            force,
             json,
         } => {
+            let vsa = match (vsa, &key) {
+                (Some(path), Some(key)) => {
+                    let mut reads = vec![
+                        ("the artifact", artifact.as_path()),
+                        ("the receipt", receipt.as_path()),
+                    ];
+                    reads.extend(trusted_keys.iter().map(|k| ("a trusted key", k.as_path())));
+                    reads.extend(source.iter().map(|s| ("the source", s.as_path())));
+                    Some(crate::gate::VsaOutput::prepare(
+                        path,
+                        key,
+                        resource_uri,
+                        force,
+                        &artifact,
+                        &reads,
+                    )?)
+                }
+                _ => None,
+            };
             let receipt = crate::gate::ReceiptFile::read(&receipt)?;
             if receipt.is_bundle_manifest() {
                 let pins = [
@@ -477,13 +512,16 @@ fn run(command: Command) -> Result<ExitCode> {
                         "a manifest is checked with --require and --fail-on; verify conversion receipts with their own --receipt",
                     ));
                 }
-                let outcome = crate::gate::run_bundle(&crate::gate::BundleArgs {
+                let mut outcome = crate::gate::run_bundle(&crate::gate::BundleArgs {
                     dir: artifact,
                     manifest: receipt,
                     trusted_keys,
                     required: require,
                     fail_on,
                 })?;
+                if let Some(vsa) = &vsa {
+                    vsa.write_bundle(&mut outcome)?;
+                }
                 render::bundle_verification(&outcome, json);
                 return Ok(if outcome.passed() {
                     ExitCode::SUCCESS
@@ -501,7 +539,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     "bindings are made with decant attest; verify its manifest with --require",
                 ));
             }
-            let outcome = crate::gate::run(&crate::gate::Args {
+            let mut outcome = crate::gate::run(&crate::gate::Args {
                 artifact,
                 receipt,
                 trusted_keys,
@@ -512,6 +550,9 @@ fn run(command: Command) -> Result<ExitCode> {
                 reproduce,
                 policy,
             })?;
+            if let Some(vsa) = &vsa {
+                vsa.write_conversion(&mut outcome)?;
+            }
             render::verification(&outcome, json);
             Ok(if outcome.passed() {
                 ExitCode::SUCCESS

@@ -27,7 +27,7 @@
 //! - `model_dir`: model directories (Hugging Face layouts, shards, reruns).
 //! - `served`: a directory as it will be served (what `verify DIR` covers).
 //! - `gate`: `decant verify`, the promotion gate (inputs, `--source DIR`,
-//!   `--reproduce`).
+//!   `--reproduce`), and the verification summary it signs (`--vsa`).
 //! - `bom`: CycloneDX ML-BOMs of a converted directory or attested bundle.
 //! - `uri`: `file:` URIs for local files named in attestations.
 // No unsafe code but one function: loading the converter compiled ahead

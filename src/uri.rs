@@ -70,6 +70,21 @@ pub fn file_uri(path: &Path) -> Result<String> {
     Ok(uri)
 }
 
+/// Whether `s` is an absolute URI decant will write as given: a scheme
+/// (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`), a colon, and
+/// no whitespace or control characters, at most 4096 bytes.
+pub fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && s.len() <= 4096
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +121,28 @@ mod tests {
         assert!(file_uri(&f).unwrap().ends_with("/f"));
         assert!(file_uri(&tmp.path().join("new")).unwrap().ends_with("/new"));
         assert!(file_uri(&tmp.path().join("missing/new")).is_err());
+    }
+
+    /// `--resource-uri` takes absolute URIs only.
+    #[test]
+    fn resource_uris_need_a_scheme() {
+        for good in [
+            "https://models.example/bert@sha256:ab",
+            "pkg:huggingface/org/m@0123",
+            "s3://bucket/key",
+        ] {
+            assert!(is_absolute_uri(good), "{good}");
+        }
+        for bad in [
+            "",
+            "model.safetensors",
+            ":x",
+            "1x:y",
+            "a b:c",
+            "s3://x y",
+            "x:",
+        ] {
+            assert!(!is_absolute_uri(bad), "{bad}");
+        }
     }
 }

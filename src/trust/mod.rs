@@ -11,3 +11,4 @@ pub mod keys;
 pub mod manifest;
 pub mod statement;
 pub mod verify;
+pub mod vsa;

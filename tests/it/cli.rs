@@ -757,7 +757,35 @@ fn inspect_refuses_a_code_running_global() {
     );
 }
 
-// Issue 14: --cyclonedx errors.
+// Issue 14: --vsa and --cyclonedx errors.
+
+#[test]
+fn usage_vsa_needs_key() {
+    verify_file(
+        "usage_vsa_needs_key",
+        RECEIPT,
+        &["--vsa", "[W]/never.vsa.jsonl"],
+    );
+}
+
+#[test]
+fn vsa_inside_the_verified_directory() {
+    snapshot(
+        "vsa_inside_the_verified_directory",
+        &[
+            "verify",
+            "[W]/served",
+            "--receipt",
+            "[W]/served/decant.intoto.jsonl",
+            "--trusted-key",
+            KEY_PUB,
+            "--vsa",
+            "[W]/served/vsa.jsonl",
+            "--key",
+            "[W]/key",
+        ],
+    );
+}
 
 #[test]
 fn cyclonedx_is_refused_for_one_file() {

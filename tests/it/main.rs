@@ -24,3 +24,4 @@ mod hostile;
 mod interrupt;
 mod receipts;
 mod sandbox;
+mod vsa;
