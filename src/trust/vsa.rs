@@ -110,7 +110,8 @@ pub enum VerifyPolicy {
     /// `decant verify ARTIFACT --receipt RECEIPT`.
     #[serde(rename_all = "camelCase")]
     ConversionReceipt {
-        /// `sha256:` fingerprints of the trusted keys, sorted.
+        /// Fingerprints (sha256 of the SPKI DER, hex) of the trusted keys,
+        /// sorted.
         trusted_keys: Vec<String>,
         /// Converter digests accepted (the embedded guest's and any
         /// `--allow-converter`), sorted.
