@@ -547,3 +547,77 @@ fn attest_refuses_a_bom_inside_the_bundle_or_over_a_file() {
     assert_eq!(fs::read_to_string(&existing).unwrap(), "keep");
     assert_eq!(files_under(&bundle), ["config.json"]);
 }
+
+/// Converted from a Hugging Face cache, the model is named by its
+/// repository (group and name), the source ancestor carries the purl with
+/// the commit the receipt names, and a BOM path inside the cache is refused
+/// (decant never writes into a cache).
+#[test]
+fn a_bom_from_the_hugging_face_cache_names_the_repository_and_commit() {
+    use crate::common::{Blobs, HfCache, COMMIT};
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = keygen(tmp.path());
+    let cache = HfCache::build(
+        &tmp.path().join("hub"),
+        "acme/tiny",
+        &crate::common::fixture("dirs/single"),
+        Blobs::InRepo,
+    );
+    let out = tmp.path().join("out");
+    let inside = cache.root.join("bom.json");
+    let before = cache.state();
+    let run = decant(&[
+        "convert",
+        cache.repo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--cyclonedx",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    run.assert_error_shape();
+    assert!(run.stderr.contains("Hugging Face cache"), "{}", run.stderr);
+    assert_eq!(cache.state(), before);
+    assert!(!out.exists());
+
+    let bom_path = tmp.path().join("tiny.cdx.json");
+    let run = decant(&[
+        "convert",
+        cache.repo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--key",
+        &key,
+        "--cyclonedx",
+        bom_path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bom = read_json(&bom_path);
+    let model = &bom["metadata"]["component"];
+    assert_eq!(
+        (&model["group"], &model["name"]),
+        (&"acme".into(), &"tiny".into())
+    );
+    let ancestor = &model["pedigree"]["ancestors"][0];
+    let purl = format!("pkg:huggingface/acme/tiny@{COMMIT}");
+    assert_eq!(ancestor["purl"], purl.as_str());
+    let statement = receipt_statement(&out.join("decant.intoto.jsonl"));
+    let sources: Vec<&Value> = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["annotations"]["role"] == "source")
+        .collect();
+    assert!(sources.iter().all(|d| d["uri"] == purl.as_str()));
+    let from_receipt: BTreeMap<String, String> = sources
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["digest"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(hashes(&ancestor["components"]), from_receipt);
+    assert_eq!(cache.state(), before, "nothing written into the cache");
+}
