@@ -335,8 +335,13 @@ fn run(command: Command) -> Result<ExitCode> {
                     "a single file's receipt records its source and output; convert the model's directory for an ML-BOM",
                 ));
             }
-            if let (Some(bom), Some(key)) = (&cyclonedx, &key) {
-                crate::output::refuse_aliases(&[("the BOM", bom)], &[("the key", key)])?;
+            if let Some(bom) = &cyclonedx {
+                let reads: Vec<(&str, &std::path::Path)> = key
+                    .iter()
+                    .map(|k| ("the key", k.as_path()))
+                    .chain(policy.iter().map(|p| ("the policy", p.as_path())))
+                    .collect();
+                crate::output::refuse_aliases(&[("the BOM", bom)], &reads)?;
             }
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
@@ -437,6 +442,14 @@ fn run(command: Command) -> Result<ExitCode> {
             let signing = keys::load_signing_key(&key)?;
             let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
+            if let Some(bom) = &cyclonedx {
+                let reads: Vec<(&str, &std::path::Path)> = trusted_keys
+                    .iter()
+                    .map(|k| ("a trusted key", k.as_path()))
+                    .chain(policy.iter().map(|p| ("the policy", p.as_path())))
+                    .collect();
+                crate::output::refuse_aliases(&[("the BOM", bom)], &reads)?;
+            }
             let done = crate::bundle::attest::attest(
                 &sandbox(policy)?,
                 &crate::bundle::attest::Options {
@@ -485,6 +498,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     ];
                     reads.extend(trusted_keys.iter().map(|k| ("a trusted key", k.as_path())));
                     reads.extend(source.iter().map(|s| ("the source", s.as_path())));
+                    reads.extend(policy.iter().map(|p| ("the policy", p.as_path())));
                     Some(crate::gate::VsaOutput::prepare(
                         path,
                         key,

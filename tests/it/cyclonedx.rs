@@ -621,3 +621,63 @@ fn a_bom_from_the_hugging_face_cache_names_the_repository_and_commit() {
     assert_eq!(hashes(&ancestor["components"]), from_receipt);
     assert_eq!(cache.state(), before, "nothing written into the cache");
 }
+
+/// A BOM is never written over a file the command reads (the key, the
+/// policy, a trusted key), --force or not.
+#[test]
+fn a_bom_over_a_file_decant_reads_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let policy = tmp.path().join("policy.json");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox-policy/default.json"),
+        &policy,
+    )
+    .unwrap();
+    let kept = |p: &str| fs::read(p).unwrap();
+    let (key_bytes, policy_bytes, public_bytes) =
+        (kept(&key), kept(policy.to_str().unwrap()), kept(&public));
+    let src = crate::common::fixture("dirs/single");
+    let out = tmp.path().join("out");
+    let convert = |bom: &str| {
+        decant(&[
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key",
+            &key,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--cyclonedx",
+            bom,
+            "--force",
+        ])
+    };
+    for bom in [key.as_str(), policy.to_str().unwrap()] {
+        let run = convert(bom);
+        assert_eq!(run.code, 2, "{bom}: {}", run.stderr);
+        run.assert_error_shape();
+        assert!(run.stderr.contains("the same file"), "{}", run.stderr);
+    }
+    let bundle = tmp.path().join("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    fs::write(bundle.join("config.json"), "{}").unwrap();
+    let run = decant(&[
+        "attest",
+        bundle.to_str().unwrap(),
+        "--key",
+        &key,
+        "--trusted-key",
+        &public,
+        "--cyclonedx",
+        &public,
+        "--force",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("the same file"), "{}", run.stderr);
+    assert_eq!(kept(&key), key_bytes);
+    assert_eq!(kept(policy.to_str().unwrap()), policy_bytes);
+    assert_eq!(kept(&public), public_bytes);
+    assert!(!out.exists());
+}

@@ -545,7 +545,8 @@ fn the_vsa_key_must_be_a_private_ed25519_key() {
 }
 
 /// The VSA may not be written over a file verify reads (the receipt, the
-/// artifact, a key), and --resource-uri must be an absolute URI.
+/// artifact, a key, the policy), and --resource-uri must be an absolute
+/// URI.
 #[test]
 fn the_vsa_path_and_resource_uri_are_checked() {
     let s = signed_file();
@@ -566,6 +567,32 @@ fn the_vsa_path_and_resource_uri_are_checked() {
         assert!(run.stderr.contains("the same file"), "{}", run.stderr);
     }
     assert_eq!(fs::read(&s.receipt).unwrap(), receipt_before);
+    // The policy --reproduce reads.
+    let policy = s.tmp.path().join("policy.json");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox-policy/default.json"),
+        &policy,
+    )
+    .unwrap();
+    let run = verify(
+        &s.artifact,
+        &s.receipt,
+        &s.public,
+        &[
+            "--source",
+            fixture("convert/tied.pt").to_str().unwrap(),
+            "--reproduce",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--vsa",
+            policy.to_str().unwrap(),
+            "--key",
+            &s.key,
+            "--force",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("the same file"), "{}", run.stderr);
     let vsa = s.tmp.path().join("vsa.jsonl");
     let run = verify(
         &s.artifact,
