@@ -490,6 +490,7 @@ pub fn convert_shard(
             jobs: opts.jobs,
             key: opts.key.clone(),
             shard: Some(work),
+            cyclonedx: None,
         };
         directories.push(model_dir::convert_dir(sandbox, &dir_opts, on_event)?);
     }

@@ -57,6 +57,9 @@ enum Command {
         /// Sandbox policy file [default: the built-in sandbox-policy/default.json].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Directory mode: also write a CycloneDX 1.6 ML-BOM here (outside the model directories).
+        #[arg(long, value_name = "PATH")]
+        cyclonedx: Option<PathBuf>,
         /// Refuse the checkpoint instead of dropping non-tensor entries.
         #[arg(long)]
         strict: bool,
@@ -116,6 +119,18 @@ enum Command {
         /// With a bundle manifest: fail if it records a finding at or above this level.
         #[arg(long = "fail-on", value_name = "LEVEL", default_value = "high")]
         fail_on: Severity,
+        /// Write a signed SLSA verification summary (VSA v1) of the result here, passed or failed; needs --key.
+        #[arg(long, value_name = "PATH", requires = "key")]
+        vsa: Option<PathBuf>,
+        /// The private key (PKCS#8 PEM) that signs the VSA; needs --vsa.
+        #[arg(long, value_name = "KEYFILE", requires = "vsa")]
+        key: Option<PathBuf>,
+        /// The VSA's resourceUri [default: the file: URI of ARTIFACT]; needs --vsa.
+        #[arg(long, value_name = "URI", requires = "vsa")]
+        resource_uri: Option<String>,
+        /// Replace an existing VSA; needs --vsa.
+        #[arg(long, requires = "vsa")]
+        force: bool,
         /// Print one JSON object with every check on stdout.
         #[arg(long)]
         json: bool,
@@ -159,7 +174,10 @@ enum Command {
         /// Sandbox policy file (limits for scanning each file).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Replace an existing manifest.
+        /// Also write a CycloneDX 1.6 ML-BOM of the bundle here (outside DIR).
+        #[arg(long, value_name = "PATH")]
+        cyclonedx: Option<PathBuf>,
+        /// Replace an existing manifest (and BOM).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
@@ -242,9 +260,11 @@ fn argument_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
 /// The subcommand named on the command line, if it is one of decant's.
 fn subcommand(args: &[OsString]) -> Option<&'static str> {
     let first = args.get(1)?.to_str()?;
-    ["keygen", "convert", "verify", "inspect", "audit", "attest"]
-        .into_iter()
-        .find(|c| *c == first)
+    [
+        "keygen", "convert", "verify", "inspect", "audit", "attest", "plan",
+    ]
+    .into_iter()
+    .find(|c| *c == first)
 }
 
 /// clap's rendered error as one line of what and one of hint: the message
@@ -322,12 +342,20 @@ fn run(command: Command) -> Result<ExitCode> {
             key,
             receipt,
             policy,
+            cyclonedx,
             strict,
             shard,
             force,
             json,
         } => {
             if let Some(shard) = shard {
+                if cyclonedx.is_some() {
+                    return Err(Error::new(
+                        Kind::Usage,
+                        "--cyclonedx does not apply with --shard",
+                        "a shard converts part of each directory; write the BOM with decant attest --cyclonedx on the gathered directory",
+                    ));
+                }
                 return convert_shard(
                     srcs, shard, out, revision, jobs, key, receipt, policy, strict, force, json,
                 );
@@ -342,6 +370,21 @@ fn run(command: Command) -> Result<ExitCode> {
                     ))
                 }
             };
+            if !src.is_dir() && cyclonedx.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--cyclonedx applies to model directories",
+                    "a single file's receipt records its source and output; convert the model's directory for an ML-BOM",
+                ));
+            }
+            if let Some(bom) = &cyclonedx {
+                let reads: Vec<(&str, &std::path::Path)> = key
+                    .iter()
+                    .map(|k| ("the key", k.as_path()))
+                    .chain(policy.iter().map(|p| ("the policy", p.as_path())))
+                    .collect();
+                crate::output::refuse_aliases(&[("the BOM", bom)], &reads)?;
+            }
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
                     Kind::Usage,
@@ -379,6 +422,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     }),
                     key,
                     shard: None,
+                    cyclonedx,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
@@ -434,12 +478,21 @@ fn run(command: Command) -> Result<ExitCode> {
             trusted_keys,
             out,
             policy,
+            cyclonedx,
             force,
             json,
         } => {
             let signing = keys::load_signing_key(&key)?;
             let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
+            if let Some(bom) = &cyclonedx {
+                let reads: Vec<(&str, &std::path::Path)> = trusted_keys
+                    .iter()
+                    .map(|k| ("a trusted key", k.as_path()))
+                    .chain(policy.iter().map(|p| ("the policy", p.as_path())))
+                    .collect();
+                crate::output::refuse_aliases(&[("the BOM", bom)], &reads)?;
+            }
             let done = crate::bundle::attest::attest(
                 &sandbox(policy)?,
                 &crate::bundle::attest::Options {
@@ -450,6 +503,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     allow_mutable: &allow_mutable,
                     trusted_keys: &keys,
                     output: out.as_deref(),
+                    cyclonedx: cyclonedx.as_deref(),
                     force,
                 },
             )?;
@@ -478,8 +532,30 @@ fn run(command: Command) -> Result<ExitCode> {
             policy,
             require,
             fail_on,
+            vsa,
+            key,
+            resource_uri,
+            force,
             json,
         } => {
+            let vsa = match (vsa, &key) {
+                (Some(path), Some(key)) => {
+                    let mut reads = vec![("the artifact", artifact.as_path())];
+                    reads.extend(receipt.iter().map(|r| ("the receipt", r.as_path())));
+                    reads.extend(trusted_keys.iter().map(|k| ("a trusted key", k.as_path())));
+                    reads.extend(source.iter().map(|s| ("the source", s.as_path())));
+                    reads.extend(policy.iter().map(|p| ("the policy", p.as_path())));
+                    Some(crate::gate::VsaOutput::prepare(
+                        path,
+                        key,
+                        resource_uri,
+                        force,
+                        &artifact,
+                        &reads,
+                    )?)
+                }
+                _ => None,
+            };
             let set = receipt.len() > 1
                 || (artifact.is_dir()
                     && receipt.first().is_some_and(|r| {
@@ -513,13 +589,16 @@ fn run(command: Command) -> Result<ExitCode> {
                         "give a bundle manifest as the only --receipt",
                     ));
                 }
-                let outcome = crate::gate::run_set(&crate::gate::SetArgs {
+                let mut outcome = crate::gate::run_set(&crate::gate::SetArgs {
                     dir: artifact,
                     receipts,
                     trusted_keys,
                     policy_sha256,
                     allow_converters,
                 })?;
+                if let Some(vsa) = &vsa {
+                    vsa.write_conversion(&mut outcome)?;
+                }
                 render::verification(&outcome, json);
                 return Ok(if outcome.passed() {
                     ExitCode::SUCCESS
@@ -552,13 +631,16 @@ fn run(command: Command) -> Result<ExitCode> {
                         "a manifest is checked with --require and --fail-on; verify conversion receipts with their own --receipt",
                     ));
                 }
-                let outcome = crate::gate::run_bundle(&crate::gate::BundleArgs {
+                let mut outcome = crate::gate::run_bundle(&crate::gate::BundleArgs {
                     dir: artifact,
                     manifest: receipt,
                     trusted_keys,
                     required: require,
                     fail_on,
                 })?;
+                if let Some(vsa) = &vsa {
+                    vsa.write_bundle(&mut outcome)?;
+                }
                 render::bundle_verification(&outcome, json);
                 return Ok(if outcome.passed() {
                     ExitCode::SUCCESS
@@ -576,7 +658,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     "bindings are made with decant attest; verify its manifest with --require",
                 ));
             }
-            let outcome = crate::gate::run(&crate::gate::Args {
+            let mut outcome = crate::gate::run(&crate::gate::Args {
                 artifact,
                 receipt,
                 trusted_keys,
@@ -587,6 +669,9 @@ fn run(command: Command) -> Result<ExitCode> {
                 reproduce,
                 policy,
             })?;
+            if let Some(vsa) = &vsa {
+                vsa.write_conversion(&mut outcome)?;
+            }
             render::verification(&outcome, json);
             Ok(if outcome.passed() {
                 ExitCode::SUCCESS

@@ -203,7 +203,7 @@ pub fn convert_file(
         _ => None,
     };
     let (pending, conversion) = prepared.into_parts();
-    let receipt = crate::receipt::publish_all(vec![pending], opts.force, staged)?;
+    let receipt = crate::receipt::publish_all(vec![pending], opts.force, staged, None)?;
     Ok(FileConverted {
         conversion,
         receipt,

@@ -18,8 +18,10 @@ use crate::trust::statement::{Sha256Hex, Statement};
 use crate::trust::verify::{
     self, Artifact, Check, CheckName, DirectoryFiles, Request, Trust, Verdict, Verified,
 };
+use crate::trust::vsa::{self, AttestationRef, Level, VerifyPolicy};
 use crate::{guest, trust::keys};
-use std::io::Read;
+use sha2::Digest as _;
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 
 /// The command's inputs, as given (the receipt already read).
@@ -41,13 +43,20 @@ pub struct Args {
 pub struct Outcome {
     pub artifact: PathBuf,
     pub receipt: PathBuf,
-    /// Every receipt checked: `receipt` alone, or a set of shard receipts.
-    pub receipts: Vec<PathBuf>,
+    /// Every receipt checked, with the sha256 of the whole file: `receipt`
+    /// alone, or a set of shard receipts.
+    pub receipts: Vec<(PathBuf, Sha256Hex)>,
     /// The artifact's sha256 (a single file).
     pub artifact_sha256: Option<Sha256Hex>,
+    /// Every file of the directory, as verified (a directory).
+    pub directory_files: Option<DirectoryFiles>,
     pub verdict: Verdict,
     /// `sha256:` fingerprints of the trusted keys, in the order given.
     pub trusted_key_fingerprints: Vec<String>,
+    /// What the gate required, as a verification summary records it.
+    pub policy: VerifyPolicy,
+    /// Where the verification summary went (`--vsa`).
+    pub vsa: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -100,6 +109,9 @@ pub struct ReceiptFile {
     pub path: PathBuf,
     bytes: Vec<u8>,
     id: served::FileId,
+    /// Of the whole file, however large (what a verification summary
+    /// names it by).
+    pub sha256: Sha256Hex,
 }
 
 impl ReceiptFile {
@@ -108,13 +120,21 @@ impl ReceiptFile {
         let id = served::file_id(&f)
             .map_err(|e| Error::io(format!("cannot stat {}", path.display()), &e))?;
         let mut bytes = Vec::new();
-        f.take(MAX_RECEIPT_BYTES as u64 + 1)
+        let mut f = f;
+        let cannot = |e: std::io::Error| Error::io(format!("cannot read {}", path.display()), &e);
+        (&mut f)
+            .take(MAX_RECEIPT_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
+            .map_err(cannot)?;
+        // The digest covers what lies past the bytes kept, too.
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(&bytes);
+        std::io::copy(&mut f, &mut hasher).map_err(cannot)?;
         Ok(ReceiptFile {
             path: path.to_path_buf(),
             bytes,
             id,
+            sha256: Sha256Hex::from_computed(hex::encode(hasher.finalize())),
         })
     }
 
@@ -178,8 +198,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
             keys: &trusted,
             converters: &converters,
         },
-        source_sha256_pin: source_pin,
-        policy_sha256_pin: policy_pin,
+        source_sha256_pin: source_pin.clone(),
+        policy_sha256_pin: policy_pin.clone(),
         caller_checks: &caller_checks,
     });
     for name in caller_checks {
@@ -200,17 +220,31 @@ pub fn run(args: &Args) -> Result<Outcome> {
         };
         verdict.add(check);
     }
-    let artifact_sha256 = match artifact {
-        Artifact::File(sha) => Some(sha),
-        Artifact::Directory(_) => None,
+    let (artifact_sha256, directory_files) = match artifact {
+        Artifact::File(sha) => (Some(sha), None),
+        Artifact::Directory(files) => (None, Some(files)),
+    };
+    let trusted_key_fingerprints: Vec<String> = trusted.iter().map(keys::fingerprint).collect();
+    converters.sort();
+    converters.dedup();
+    let policy = VerifyPolicy::ConversionReceipt {
+        trusted_keys: sorted(&trusted_key_fingerprints),
+        converters,
+        source_sha256: source_pin,
+        source_directory: directory && args.source.is_some(),
+        policy_sha256: policy_pin,
+        reproduce: args.reproduce,
     };
     Ok(Outcome {
         artifact: args.artifact.clone(),
         receipt: args.receipt.path.clone(),
-        receipts: vec![args.receipt.path.clone()],
+        receipts: vec![(args.receipt.path.clone(), args.receipt.sha256.clone())],
         artifact_sha256,
+        directory_files,
         verdict,
-        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+        trusted_key_fingerprints,
+        policy,
+        vsa: None,
     })
 }
 
@@ -367,6 +401,7 @@ fn reproduce_directory(
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         key: None,
         shard: None,
+        cyclonedx: None,
     };
     if let Err(e) = crate::model_dir::convert_dir(&sandbox, &opts, &|_| {}) {
         if e.kind.exit_code() == 1 {
@@ -425,8 +460,15 @@ pub struct BundleArgs {
 pub struct BundleOutcome {
     pub dir: PathBuf,
     pub manifest: PathBuf,
+    pub manifest_sha256: Sha256Hex,
+    /// Every file of the directory, as verified.
+    pub files: DirectoryFiles,
     pub verdict: crate::trust::manifest::BundleVerdict,
     pub trusted_key_fingerprints: Vec<String>,
+    /// What the gate required, as a verification summary records it.
+    pub policy: VerifyPolicy,
+    /// Where the verification summary went (`--vsa`).
+    pub vsa: Option<PathBuf>,
 }
 
 impl BundleOutcome {
@@ -451,6 +493,13 @@ impl BundleOutcome {
             .as_ref()
             .map(|m| &m.predicate.bindings)
     }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Parses `--require NAME[=VALUE]`.
@@ -499,11 +548,21 @@ pub fn run_bundle(args: &BundleArgs) -> Result<BundleOutcome> {
         required: &required,
         fail_on: args.fail_on,
     });
+    let trusted_key_fingerprints: Vec<String> = trusted.iter().map(keys::fingerprint).collect();
+    let policy = VerifyPolicy::BundleManifest {
+        trusted_keys: sorted(&trusted_key_fingerprints),
+        required: sorted(&args.required),
+        fail_on: args.fail_on,
+    };
     Ok(BundleOutcome {
         dir: args.dir.clone(),
         manifest: args.manifest.path.clone(),
+        manifest_sha256: args.manifest.sha256.clone(),
+        files,
         verdict,
-        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+        trusted_key_fingerprints,
+        policy,
+        vsa: None,
     })
 }
 
@@ -565,8 +624,19 @@ pub fn run_set(args: &SetArgs) -> Result<Outcome> {
             keys: &trusted,
             converters: &converters,
         },
-        policy_sha256_pin: policy_pin,
+        policy_sha256_pin: policy_pin.clone(),
     });
+    let trusted_key_fingerprints: Vec<String> = trusted.iter().map(keys::fingerprint).collect();
+    converters.sort();
+    converters.dedup();
+    let policy = VerifyPolicy::ConversionReceipt {
+        trusted_keys: sorted(&trusted_key_fingerprints),
+        converters,
+        source_sha256: None,
+        source_directory: false,
+        policy_sha256: policy_pin,
+        reproduce: false,
+    };
     Ok(Outcome {
         artifact: args.dir.clone(),
         receipt: args
@@ -574,9 +644,192 @@ pub fn run_set(args: &SetArgs) -> Result<Outcome> {
             .first()
             .map(|r| r.path.clone())
             .unwrap_or_default(),
-        receipts: args.receipts.iter().map(|r| r.path.clone()).collect(),
+        receipts: args
+            .receipts
+            .iter()
+            .map(|r| (r.path.clone(), r.sha256.clone()))
+            .collect(),
         artifact_sha256: None,
+        directory_files: Some(files),
         verdict,
-        trusted_key_fingerprints: trusted.iter().map(keys::fingerprint).collect(),
+        trusted_key_fingerprints,
+        policy,
+        vsa: None,
     })
+}
+
+/// `--vsa PATH --key KEY [--resource-uri URI] [--force]`: where the
+/// verification summary goes and what signs it, checked before anything
+/// is verified.
+pub struct VsaOutput {
+    path: PathBuf,
+    key: ed25519_dalek::SigningKey,
+    resource_uri: Option<String>,
+    force: bool,
+}
+
+impl VsaOutput {
+    /// Loads the key and refuses, before any work: a `--resource-uri` that
+    /// is not an absolute URI; a path that is a file decant reads
+    /// (`reads`: the artifact, the receipt, the keys); a path inside the
+    /// directory being verified (one more file that nothing lists, so the
+    /// next `decant verify DIR` would fail); an existing file without
+    /// `--force`.
+    pub fn prepare(
+        path: PathBuf,
+        key_file: &Path,
+        resource_uri: Option<String>,
+        force: bool,
+        artifact: &Path,
+        reads: &[(&str, &Path)],
+    ) -> Result<Self> {
+        if let Some(uri) = &resource_uri {
+            if !crate::uri::is_absolute_uri(uri) {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!("--resource-uri {uri:?} is not an absolute URI"),
+                    "give the URI admission will look the artifact up by, e.g. https://models.example/bert/model.safetensors or pkg:huggingface/org/name@<commit>",
+                ));
+            }
+        }
+        let key = keys::load_signing_key(key_file)?;
+        let mut all_reads = vec![("the key", key_file)];
+        all_reads.extend_from_slice(reads);
+        crate::output::refuse_aliases(&[("the VSA", &path)], &all_reads)?;
+        if artifact.is_dir() {
+            crate::output::refuse_inside(
+                &path,
+                artifact,
+                "the VSA",
+                "the verified directory",
+                "--vsa",
+            )?;
+        }
+        crate::output::check_target_hinted(&path, force, crate::output::VSA_EXISTS_HINT)?;
+        Ok(VsaOutput {
+            path,
+            key,
+            resource_uri,
+            force,
+        })
+    }
+
+    /// `--resource-uri`, or the `file:` URI of what was verified.
+    fn resource_uri(&self, artifact: &Path) -> Result<String> {
+        match &self.resource_uri {
+            Some(uri) => Ok(uri.clone()),
+            None => crate::uri::file_uri(artifact),
+        }
+    }
+
+    /// Signs `statement` and publishes it atomically (never over an
+    /// existing file without `--force`).
+    fn write(&self, statement: &vsa::VsaStatement) -> Result<PathBuf> {
+        let line = vsa::sign(statement, &self.key);
+        let pending = crate::output::Pending::new(&self.path)?
+            .with_exists_hint(crate::output::VSA_EXISTS_HINT);
+        pending
+            .file()?
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(format!("cannot write the VSA {}", self.path.display()), &e))?;
+        pending.publish(self.force)?;
+        Ok(self.path.clone())
+    }
+
+    /// The summary of a conversion receipt's verification, signed and
+    /// written; a failed verification is summarised as FAILED.
+    pub fn write_conversion(&self, o: &mut Outcome) -> Result<()> {
+        let subject = match (&o.artifact_sha256, &o.directory_files) {
+            (Some(sha), _) => vec![(file_name(&o.artifact), sha.clone())],
+            (None, Some(files)) => files.files.clone(),
+            (None, None) => Vec::new(),
+        };
+        let reproduced = o
+            .verdict
+            .checks()
+            .iter()
+            .any(|c| c.name == CheckName::Reproduce && c.passed);
+        let mut levels = vec![Level::ConversionVerified];
+        if reproduced {
+            levels.push(Level::ConversionReproduced);
+        }
+        let statement = vsa::statement(vsa::Summary {
+            subject: nonempty(subject, &o.artifact)?,
+            resource_uri: self.resource_uri(&o.artifact)?,
+            policy: o.policy.clone(),
+            inputs: o
+                .receipts
+                .iter()
+                .map(|(path, sha256)| {
+                    Ok(AttestationRef {
+                        uri: crate::uri::file_uri(path)?,
+                        digest: crate::trust::statement::DigestSet {
+                            sha256: sha256.clone(),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            failed: (!o.passed()).then(|| {
+                o.verdict
+                    .failed()
+                    .iter()
+                    .map(|n| n.as_str().to_string())
+                    .collect()
+            }),
+            levels,
+            time_verified: crate::receipt::timestamp(std::time::SystemTime::now()),
+        });
+        o.vsa = Some(self.write(&statement)?);
+        Ok(())
+    }
+
+    /// The summary of a bundle manifest's verification.
+    pub fn write_bundle(&self, o: &mut BundleOutcome) -> Result<()> {
+        let statement = vsa::statement(vsa::Summary {
+            subject: nonempty(o.files.files.clone(), &o.dir)?,
+            resource_uri: self.resource_uri(&o.dir)?,
+            policy: o.policy.clone(),
+            inputs: vec![AttestationRef {
+                uri: crate::uri::file_uri(&o.manifest)?,
+                digest: crate::trust::statement::DigestSet {
+                    sha256: o.manifest_sha256.clone(),
+                },
+            }],
+            failed: (!o.passed()).then(|| {
+                o.verdict
+                    .checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| c.name.as_str().to_string())
+                    .collect()
+            }),
+            levels: vec![Level::BundleVerified],
+            time_verified: crate::receipt::timestamp(std::time::SystemTime::now()),
+        });
+        o.vsa = Some(self.write(&statement)?);
+        Ok(())
+    }
+}
+
+/// A file's name, for a VSA subject.
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(|| p.to_string_lossy(), |n| n.to_string_lossy())
+        .into_owned()
+}
+
+/// An in-toto statement needs a subject: an empty directory has nothing a
+/// summary could be about.
+fn nonempty(subject: Vec<(String, Sha256Hex)>, what: &Path) -> Result<Vec<(String, Sha256Hex)>> {
+    if subject.is_empty() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{} holds no file, so a VSA would have no subject",
+                what.display()
+            ),
+            "verify the directory that holds the model's files",
+        ));
+    }
+    Ok(subject)
 }

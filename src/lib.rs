@@ -27,12 +27,15 @@
 //! - `model_dir`: model directories (Hugging Face layouts, shards, reruns).
 //! - `served`: a directory as it will be served (what `verify DIR` covers).
 //! - `gate`: `decant verify`, the promotion gate (inputs, `--source DIR`,
-//!   `--reproduce`).
+//!   `--reproduce`), and the verification summary it signs (`--vsa`).
+//! - `bom`: CycloneDX ML-BOMs of a converted directory or attested bundle.
+//! - `uri`: `file:` URIs for local files named in attestations.
 // No unsafe code but one function: loading the converter compiled ahead
 // of time (`sandbox::load_compiled_converter`, with its SAFETY argument).
 #![deny(unsafe_code)]
 
 pub(crate) mod batch;
+pub(crate) mod bom;
 pub mod bundle;
 pub mod cli;
 pub mod convert;
@@ -51,4 +54,5 @@ pub(crate) mod served;
 pub mod sink;
 pub(crate) mod source_tree;
 pub mod trust;
+pub(crate) mod uri;
 pub mod validate;

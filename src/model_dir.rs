@@ -69,6 +69,9 @@ pub struct Options {
     /// `--shard I/N`: convert only this shard's part of the directory, and
     /// write the shard's receipt instead of [`RECEIPT`].
     pub shard: Option<crate::batch::ShardWork>,
+    /// Write a CycloneDX ML-BOM of the conversion here (outside the source
+    /// and output directories), published with the outputs.
+    pub cyclonedx: Option<PathBuf>,
 }
 
 /// One checkpoint of the directory.
@@ -175,6 +178,9 @@ pub struct DirConverted {
     pub excluded: Vec<Excluded>,
     #[serde(serialize_with = "crate::render::lossy_opt_path")]
     pub receipt: Option<PathBuf>,
+    /// The CycloneDX ML-BOM written, if asked for.
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
+    pub cyclonedx: Option<PathBuf>,
 }
 
 fn refused(message: String, hint: &str) -> Error {
@@ -739,6 +745,9 @@ pub fn convert_dir(
         }
     };
     refuse_output_in_cache(&tree, &out_path)?;
+    if let Some(bom) = &opts.cyclonedx {
+        refuse_bom_path(bom, &tree, &opts.source, &out_path, opts.force)?;
+    }
     // An output directory inside the source is not part of the model.
     let out_id = std::fs::metadata(&out_path).ok().map(|m| {
         use std::os::unix::fs::MetadataExt;
@@ -1053,32 +1062,44 @@ pub fn convert_dir(
         .collect();
     let origin = tree.origin().map(|o| o.purl.clone());
 
+    // Every file read as a source: what the receipt and the BOM name.
+    let mut sources: Vec<SourceFile> = prepared
+        .iter()
+        .map(|(f, p)| SourceFile {
+            name: f.source.path.clone(),
+            sha256: Sha256Hex::from_computed(p.converted.source_sha256.clone()),
+            bytes: p.converted.source_bytes,
+        })
+        .collect();
+    for r in reused.values() {
+        sources.push(SourceFile {
+            name: r.file.source.path.clone(),
+            sha256: r.source_sha256.clone(),
+            bytes: r.file.source.bytes,
+        });
+    }
+    for ix in &plan.indexes {
+        sources.push(SourceFile {
+            name: ix.source.path.clone(),
+            sha256: ix.sha256.clone(),
+            bytes: ix.source.bytes,
+        });
+    }
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    let dir_name = match tree.origin() {
+        Some(o) => o.repo_id.clone(),
+        None => opts
+            .source
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| ".".into()),
+    };
+    let finished = SystemTime::now();
+
     // The receipt, staged before anything is published.
     let receipt_pending = match &opts.key {
         Some(key) => {
-            let mut sources: Vec<SourceFile> = prepared
-                .iter()
-                .map(|(f, p)| SourceFile {
-                    name: f.source.path.clone(),
-                    sha256: Sha256Hex::from_computed(p.converted.source_sha256.clone()),
-                    bytes: p.converted.source_bytes,
-                })
-                .collect();
-            for r in reused.values() {
-                sources.push(SourceFile {
-                    name: r.file.source.path.clone(),
-                    sha256: r.source_sha256.clone(),
-                    bytes: r.file.source.bytes,
-                });
-            }
-            for ix in &plan.indexes {
-                sources.push(SourceFile {
-                    name: ix.source.path.clone(),
-                    sha256: ix.sha256.clone(),
-                    bytes: ix.source.bytes,
-                });
-            }
-            sources.sort_by(|a, b| a.name.cmp(&b.name));
             let mut reports: Vec<(String, ReceiptReport)> = prepared
                 .iter()
                 .map(|(f, p)| {
@@ -1092,28 +1113,19 @@ pub fn convert_dir(
                 reports.push((format!("{name}{REPORT_SUFFIX}"), r.report.clone()));
             }
             reports.sort_by(|a, b| a.0.cmp(&b.0));
-            let dir_name = match tree.origin() {
-                Some(o) => o.repo_id.clone(),
-                None => opts
-                    .source
-                    .canonicalize()
-                    .ok()
-                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .unwrap_or_else(|| ".".into()),
-            };
             let input = receipt::ReceiptInput {
                 subjects: subjects.clone(),
                 copied: copied_subjects.clone(),
-                sources,
+                sources: sources.clone(),
                 excluded,
-                source_param: dir_name,
+                source_param: dir_name.clone(),
                 origin: origin.clone(),
                 converter_sha256: guest::sha256(),
                 policy: sandbox.policy(),
                 strict: opts.strict,
                 reports,
                 started,
-                finished: SystemTime::now(),
+                finished,
                 shard: opts.shard.as_ref().map(|w| w.parameters.clone()),
             };
             // Replacing our own earlier receipt is the point of a rerun.
@@ -1129,6 +1141,59 @@ pub fn convert_dir(
         None => None,
     };
 
+    // The BOM, staged last: it references the receipt by digest.
+    let bom_pending = match &opts.cyclonedx {
+        Some(path) => {
+            let model_name = match tree.origin() {
+                Some(o) => o.repo_id.clone(),
+                None => out_path
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| dir_name.clone()),
+            };
+            let indexes: BTreeSet<&str> = plan.indexes.iter().map(|i| i.output.as_str()).collect();
+            let mut outputs: Vec<(String, Sha256Hex, &'static str)> = subjects
+                .iter()
+                .map(|(name, sha)| {
+                    let role = if indexes.contains(name.as_str()) {
+                        "index"
+                    } else {
+                        "converted"
+                    };
+                    (name.clone(), sha.clone(), role)
+                })
+                .collect();
+            outputs.extend(
+                copied_subjects
+                    .iter()
+                    .map(|(name, sha)| (name.clone(), sha.clone(), "copied")),
+            );
+            let config = plan.copied.iter().find(|f| f.path == "config.json");
+            let bom = crate::bom::conversion(&crate::bom::ConversionBom {
+                model_name,
+                source_name: dir_name.clone(),
+                origin: origin.as_ref(),
+                sources: sources
+                    .iter()
+                    .map(|s| (s.name.clone(), s.sha256.clone()))
+                    .collect(),
+                outputs,
+                receipt: receipt_pending
+                    .as_ref()
+                    .map(|r| (RECEIPT.to_string(), r.sha256.clone())),
+                model_parameters: config.and_then(|f| config_parameters(&tree, f)),
+                converter_sha256: guest::sha256(),
+                policy_sha256: sandbox.policy().sha256.clone(),
+                strict: opts.strict,
+                started,
+                finished,
+            });
+            Some(crate::bom::stage(&bom, path)?)
+        }
+        None => None,
+    };
+
     // Publish: outputs, indexes, copies, then the receipt that covers them.
     let mut converted = Vec::new();
     let mut pending = Vec::new();
@@ -1139,7 +1204,7 @@ pub fn convert_dir(
     }
     pending.extend(index_pending);
     pending.extend(copy_pending);
-    let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending)?;
+    let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending, bom_pending)?;
     dirs.keep();
     converted.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(DirConverted {
@@ -1161,6 +1226,7 @@ pub fn convert_dir(
             })
             .collect(),
         receipt: receipt_path,
+        cyclonedx: opts.cyclonedx.clone(),
     })
 }
 
@@ -1198,6 +1264,52 @@ fn shard_part(plan: Plan, work: &crate::batch::ShardWork, shown: &Path) -> Resul
             .filter(|(f, _)| keep(&f.path))
             .collect(),
     })
+}
+
+/// What the model's `config.json` says it is, for the BOM's model card;
+/// nothing if it cannot be read.
+fn config_parameters(tree: &SourceTree, f: &TreeFile) -> Option<crate::bom::ModelParameters> {
+    let file = tree.open_file(f).ok()?;
+    let bytes = crate::open::read_bounded(file, 16 << 20, &tree.shown_path(f), "a config").ok()?;
+    crate::bom::model_parameters(&bytes)
+}
+
+/// Where `--cyclonedx` may not write: inside the output directory (a file
+/// no receipt lists, which `decant verify DIR` refuses), inside the source
+/// directory (which may be the output, and is a model someone will
+/// convert or serve), or into a Hugging Face cache; and not over an
+/// existing file without `--force`.
+fn refuse_bom_path(
+    bom: &Path,
+    tree: &SourceTree,
+    source: &Path,
+    out_path: &Path,
+    force: bool,
+) -> Result<()> {
+    output::refuse_inside(
+        bom,
+        out_path,
+        "the BOM",
+        "the output directory",
+        "--cyclonedx",
+    )?;
+    output::refuse_inside(
+        bom,
+        source,
+        "the BOM",
+        "the source directory",
+        "--cyclonedx",
+    )?;
+    if let Some(cache) = tree.cache_root() {
+        output::refuse_inside(
+            bom,
+            cache,
+            "the BOM",
+            "the Hugging Face cache",
+            "--cyclonedx",
+        )?;
+    }
+    output::check_target_hinted(bom, force, output::BOM_EXISTS_HINT)
 }
 
 /// A temp file for `path` (in OUT) in its directory's handle.

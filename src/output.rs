@@ -92,6 +92,11 @@ const OUTPUT_EXISTS_HINT: &str = "pass --force to replace it, or choose another 
 /// The hint when a receipt exists (`--receipt` chooses its path).
 const RECEIPT_EXISTS_HINT: &str =
     "pass --force to replace it, or choose another path with --receipt";
+/// The hint when a CycloneDX BOM exists (`--cyclonedx` chooses its path).
+pub const BOM_EXISTS_HINT: &str =
+    "pass --force to replace it, or choose another path with --cyclonedx";
+/// The hint when a verification summary exists (`--vsa` chooses its path).
+pub const VSA_EXISTS_HINT: &str = "pass --force to replace it, or choose another path with --vsa";
 
 fn exists(shown: &Path, hint: &str) -> Error {
     Error::new(
@@ -142,6 +147,89 @@ pub fn check_receipt_target(target: &Path, force: bool) -> Result<()> {
         return Err(exists(target, RECEIPT_EXISTS_HINT));
     }
     Ok(())
+}
+
+/// [`check_target`] for a side output whose option names its path
+/// (`hint` says which: [`BOM_EXISTS_HINT`], [`VSA_EXISTS_HINT`]).
+pub fn check_target_hinted(target: &Path, force: bool, hint: &'static str) -> Result<()> {
+    if !force && target.symlink_metadata().is_ok() {
+        return Err(exists(target, hint));
+    }
+    Ok(())
+}
+
+/// Where `p` leads, as far as it exists: the longest existing prefix of
+/// its absolute form resolved (symlinks, `..`), the rest appended as
+/// written (it does not exist, so it holds no symlink to resolve).
+fn resolved(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p)
+        .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), &e))?;
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(r) = existing.canonicalize() {
+            let mut out = r;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return Ok(out);
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.pop(),
+        ) {
+            (Some(name), true) => rest.push(name),
+            _ => return Ok(abs),
+        }
+    }
+}
+
+/// Refuses a side file (a BOM, a verification summary) that would be
+/// written inside a directory it describes: there it would be one more
+/// file that no receipt or manifest lists, and `decant verify DIR` would
+/// fail on it. `what` names the file, `dir_what` the directory, `option`
+/// the option that chooses the file's path.
+pub fn refuse_inside(
+    target: &Path,
+    dir: &Path,
+    what: &str,
+    dir_what: &str,
+    option: &str,
+) -> Result<()> {
+    if resolved(target)?.starts_with(resolved(dir)?) {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "{what} {} is inside {dir_what} {}, which it describes",
+                target.display(),
+                dir.display()
+            ),
+            format!(
+                "write it beside the directory (e.g. {option} {}): inside, it is a file no receipt lists, and decant verify would refuse the directory",
+                sibling_example(
+                    dir,
+                    if option == "--cyclonedx" {
+                        ".cdx.json"
+                    } else {
+                        ".vsa.intoto.jsonl"
+                    }
+                )
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// DIR with `suffix` appended (`out.cdx.json` beside `out`), for a hint.
+fn sibling_example(dir: &Path, suffix: &str) -> String {
+    let given = dir.to_string_lossy();
+    let trimmed = given.trim_end_matches('/');
+    let last = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    if matches!(last, "" | "." | "..") {
+        let full = resolved(dir).unwrap_or_else(|_| dir.to_path_buf());
+        return format!("{}{suffix}", full.display());
+    }
+    format!("{trimmed}{suffix}")
 }
 
 /// [`check_target`] for a name in a directory.
@@ -211,6 +299,13 @@ impl Pending {
     /// `--receipt`, the option that chooses its path.
     pub fn for_receipt(mut self) -> Self {
         self.exists_hint = RECEIPT_EXISTS_HINT;
+        self
+    }
+
+    /// Marks this as a side output whose option names its path: an
+    /// existing target's error gives `hint`.
+    pub fn with_exists_hint(mut self, hint: &'static str) -> Self {
+        self.exists_hint = hint;
         self
     }
 

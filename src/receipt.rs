@@ -310,6 +310,8 @@ fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
 pub struct StagedReceipt {
     pending: Pending,
     path: PathBuf,
+    /// The receipt file's sha256 (what a BOM references it by).
+    pub sha256: Sha256Hex,
     /// Whether an existing receipt may be replaced.
     replace: bool,
 }
@@ -326,6 +328,7 @@ impl StagedReceipt {
         Ok(StagedReceipt {
             pending: stage(path, &line)?,
             path: path.to_path_buf(),
+            sha256: Sha256Hex::of(line.as_bytes()),
             replace,
         })
     }
@@ -343,19 +346,22 @@ impl StagedReceipt {
         Ok(StagedReceipt {
             pending: stage_in_dir(dir, name, shown, &line)?,
             path: shown.to_path_buf(),
+            sha256: Sha256Hex::of(line.as_bytes()),
             replace,
         })
     }
 }
 
 /// Publishes a run: every output first, then the receipt that covers them,
-/// the one order file and directory mode share. Everything is staged
-/// before this is called, so a full disk or a refused receipt name stops
-/// the run before any output appears. Returns where the receipt went.
+/// then a BOM that references the receipt (`bom`, replaced only with
+/// `force`): the one order file and directory mode share. Everything is
+/// staged before this is called, so a full disk or a refused receipt name
+/// stops the run before any output appears. Returns where the receipt went.
 pub fn publish_all(
     outputs: Vec<Pending>,
     force: bool,
     receipt: Option<StagedReceipt>,
+    bom: Option<Pending>,
 ) -> Result<Option<PathBuf>> {
     let mut items: Vec<(Pending, bool)> = outputs.into_iter().map(|p| (p, force)).collect();
     let path = match receipt {
@@ -365,6 +371,7 @@ pub fn publish_all(
         }
         None => None,
     };
+    items.extend(bom.map(|b| (b, force)));
     crate::output::publish_together(items)?;
     Ok(path)
 }

@@ -335,6 +335,13 @@ fn dir_summary(d: &DirConverted) -> String {
     if let Some(r) = &d.receipt {
         let _ = writeln!(out, "  receipt: {}", one_line(&r.display().to_string()));
     }
+    if let Some(b) = &d.cyclonedx {
+        let _ = writeln!(
+            out,
+            "  CycloneDX ML-BOM: {}",
+            one_line(&b.display().to_string())
+        );
+    }
     out
 }
 
@@ -409,17 +416,19 @@ fn aliases(out: &mut String, r: &Report, suffix: &str) {
 pub fn verification(o: &Outcome, json: bool) {
     let v = &o.verdict;
     if json {
-        emit_json(&serde_json::json!({
+        let mut out = serde_json::json!({
             "status": if o.passed() { "verified" } else { "not_verified" },
             "artifact": o.artifact.to_string_lossy(),
             "artifact_sha256": o.artifact_sha256,
             "receipt": o.receipt.to_string_lossy(),
-            "receipts": o.receipts.iter().map(|r| r.to_string_lossy()).collect::<Vec<_>>(),
+            "receipts": o.receipts.iter().map(|r| r.0.to_string_lossy()).collect::<Vec<_>>(),
             "signer_fingerprint": o.signer_fingerprint(),
             "source_revisions": o.source_revisions(),
             "checks": v.checks(),
             "failed": v.failed(),
-        }));
+        });
+        with_vsa(&mut out, o.vsa.as_deref());
+        emit_json(&out);
         return;
     }
     let mut out = String::new();
@@ -432,6 +441,7 @@ pub fn verification(o: &Outcome, json: bool) {
             one_line(&c.detail)
         );
     }
+    vsa_line(&mut out, o.vsa.as_deref(), o.passed());
     if o.passed() {
         let _ = writeln!(
             out,
@@ -455,6 +465,26 @@ pub fn verification(o: &Outcome, json: bool) {
             one_line(&o.artifact.display().to_string()),
             failed.join(", ")
         ));
+    }
+}
+
+/// `"vsa": PATH` in verify's JSON, only when one was written (the object
+/// is unchanged for scripts that do not ask for one).
+fn with_vsa(out: &mut serde_json::Value, vsa: Option<&Path>) {
+    if let (Some(p), Some(map)) = (vsa, out.as_object_mut()) {
+        map.insert("vsa".into(), p.to_string_lossy().into());
+    }
+}
+
+/// Where `--vsa` wrote the verification summary, and what it says.
+fn vsa_line(out: &mut String, vsa: Option<&Path>, passed: bool) {
+    if let Some(p) = vsa {
+        let _ = writeln!(
+            out,
+            "verification summary ({}): {}",
+            if passed { "PASSED" } else { "FAILED" },
+            one_line(&p.display().to_string())
+        );
     }
 }
 
@@ -510,6 +540,7 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
             "highest": done.audit.highest,
             "receipts": done.audit.receipts,
             "bindings": done.bindings,
+            "cyclonedx": done.cyclonedx.as_ref().map(|p| p.to_string_lossy()),
         }));
         return;
     }
@@ -544,6 +575,13 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
             r.covers.len()
         );
     }
+    if let Some(b) = &done.cyclonedx {
+        let _ = writeln!(
+            out,
+            "  CycloneDX ML-BOM: {}",
+            one_line(&b.display().to_string())
+        );
+    }
     emit(&out);
 }
 
@@ -557,7 +595,7 @@ pub fn bundle_verification(o: &crate::gate::BundleOutcome, json: bool) {
         .map(|c| c.name.as_str())
         .collect();
     if json {
-        emit_json(&serde_json::json!({
+        let mut out = serde_json::json!({
             "status": if o.passed() { "verified" } else { "not_verified" },
             "artifact": o.dir.to_string_lossy(),
             "receipt": o.manifest.to_string_lossy(),
@@ -565,7 +603,9 @@ pub fn bundle_verification(o: &crate::gate::BundleOutcome, json: bool) {
             "bindings": o.bindings(),
             "checks": v.checks,
             "failed": failed,
-        }));
+        });
+        with_vsa(&mut out, o.vsa.as_deref());
+        emit_json(&out);
         return;
     }
     let mut out = String::new();
@@ -578,6 +618,7 @@ pub fn bundle_verification(o: &crate::gate::BundleOutcome, json: bool) {
             one_line(&c.detail)
         );
     }
+    vsa_line(&mut out, o.vsa.as_deref(), o.passed());
     emit(&out);
     if o.passed() {
         emit(&format!(

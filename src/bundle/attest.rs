@@ -39,6 +39,9 @@ pub struct Options<'a> {
     /// Keys whose conversion receipts in the bundle count as proof.
     pub trusted_keys: &'a [VerifyingKey],
     pub output: Option<&'a Path>,
+    /// Write a CycloneDX ML-BOM of the bundle here (outside DIR),
+    /// published with the manifest.
+    pub cyclonedx: Option<&'a Path>,
     pub force: bool,
 }
 
@@ -49,6 +52,9 @@ pub struct Attested {
     pub manifest: PathBuf,
     pub audit: Audit,
     pub bindings: BTreeMap<String, Binding>,
+    /// The CycloneDX ML-BOM written, if asked for.
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
+    pub cyclonedx: Option<PathBuf>,
 }
 
 fn binding_error(message: String, hint: &str) -> Error {
@@ -147,6 +153,15 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
         &[("the key", opts.key_file)],
     )?;
     crate::output::check_receipt_target(&manifest_path, opts.force)?;
+    if let Some(bom) = opts.cyclonedx {
+        crate::output::refuse_aliases(
+            &[("the BOM", bom)],
+            &[("the manifest", &manifest_path), ("the key", opts.key_file)],
+        )?;
+        crate::output::refuse_inside(bom, opts.dir, "the BOM", "the bundle", "--cyclonedx")?;
+        crate::output::check_target_hinted(bom, opts.force, crate::output::BOM_EXISTS_HINT)?;
+    }
+    let started = SystemTime::now();
     // A manifest being replaced inside the bundle is not part of it.
     let except = crate::open::regular_file(&manifest_path)
         .ok()
@@ -208,12 +223,57 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
             "the bundle has too many files or findings for one manifest; attest its parts",
         ));
     }
-    crate::receipt::write(&manifest_path, &line, opts.force)?;
+    let staged = crate::receipt::stage(&manifest_path, &line)?;
+    let bom = match opts.cyclonedx {
+        Some(path) => {
+            let manifest_url = match opts.output {
+                None => DEFAULT_NAME.to_string(),
+                Some(p) => crate::uri::file_uri(p)?,
+            };
+            let model_name = opts
+                .dir
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "bundle".into());
+            let bom = crate::bom::attestation_bom(&crate::bom::AttestationBom {
+                model_name,
+                audit: &audit,
+                manifest: (
+                    manifest_url,
+                    crate::trust::statement::Sha256Hex::of(line.as_bytes()),
+                ),
+                model_parameters: config_parameters(opts.dir, &audit),
+                started,
+                finished: SystemTime::now(),
+            });
+            Some((crate::bom::stage(&bom, path)?, opts.force))
+        }
+        None => None,
+    };
+    // The manifest, then the BOM that references it: both or neither.
+    let mut items = vec![(staged, opts.force)];
+    items.extend(bom);
+    crate::output::publish_together(items)?;
     Ok(Attested {
         manifest: manifest_path,
         audit,
         bindings,
+        cyclonedx: opts.cyclonedx.map(Path::to_path_buf),
     })
+}
+
+/// What the bundle's top-level `config.json` says the model is, if it was
+/// audited (its digest is in the audit) and still reads the same.
+fn config_parameters(dir: &Path, audit: &Audit) -> Option<crate::bom::ModelParameters> {
+    let audited = audit.files.iter().find(|f| f.path == "config.json")?;
+    let path = dir.join("config.json");
+    let file = crate::open::regular_file(&path).ok()?;
+    let bytes = crate::open::read_bounded(file, 16 << 20, &path, "a config").ok()?;
+    if crate::trust::statement::Sha256Hex::of(&bytes) != audited.sha256 {
+        return None;
+    }
+    crate::bom::model_parameters(&bytes)
 }
 
 #[cfg(test)]

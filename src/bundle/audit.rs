@@ -130,6 +130,11 @@ pub struct Audit {
     pub fail_on: Severity,
     /// Receipts that verified, with what they cover.
     pub receipts: Vec<manifest::VerifiedReceipt>,
+    /// What each of those receipts says its files were converted from:
+    /// the pedigree of a BOM (`attest --cyclonedx`). Not printed, and not
+    /// in the manifest, which records the receipts by digest.
+    #[serde(skip)]
+    pub receipt_sources: Vec<ReceiptSources>,
     pub trusted_key_fingerprints: Vec<String>,
 }
 
@@ -138,6 +143,19 @@ impl Audit {
     pub fn passed(&self) -> bool {
         self.highest.is_none_or(|h| h < self.fail_on)
     }
+}
+
+/// The sources a verified receipt in the bundle names.
+#[derive(Debug, Clone)]
+pub struct ReceiptSources {
+    /// The receipt's path in the bundle.
+    pub receipt: String,
+    /// `externalParameters.source`: the source file's or directory's name.
+    pub source: String,
+    /// The Hugging Face revision the sources were read from, if any.
+    pub origin: Option<crate::trust::statement::RevisionPurl>,
+    /// Each source file, by name, with its sha256.
+    pub files: Vec<(String, Sha256Hex)>,
 }
 
 /// File names (or suffixes) of data files loaders read, which need no
@@ -270,6 +288,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
         .map(|(p, s)| (p.as_str(), &s.sha256))
         .collect();
     let mut receipts = Vec::new();
+    let mut receipt_sources = Vec::new();
     let mut covered: BTreeMap<String, String> = BTreeMap::new();
     let mut files = Vec::new();
     for (path, seen) in &visited.files {
@@ -331,13 +350,14 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             if let Some(bytes) = &seen.text {
                 if manifest::claims_bundle_predicate(bytes) {
                     class = FileClass::BundleManifest;
-                } else if let Some(r) =
+                } else if let Some((r, sources)) =
                     verified_receipt(path, dir_prefix, bytes, &seen.sha256, trust, &digests)
                 {
                     for f in &r.covers {
                         covered.insert(f.clone(), path.clone());
                     }
                     receipts.push(r);
+                    receipt_sources.push(sources);
                 } else {
                     findings.push(Finding::new(
                         if opts.trusted_keys.is_empty() { Severity::Info } else { Severity::Medium },
@@ -402,6 +422,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
         findings,
         fail_on: opts.fail_on,
         receipts,
+        receipt_sources,
         trusted_key_fingerprints: opts
             .trusted_keys
             .iter()
@@ -631,7 +652,7 @@ fn gguf_findings(path: &str, scan: &FileScan, out: &mut Vec<Finding>) {
 
 /// The receipt at `path`, if it authenticates with a trusted key, with the
 /// bundle files it vouches for (a subject whose digest matches the file of
-/// that name beside the receipt).
+/// that name beside the receipt) and the sources it names.
 fn verified_receipt(
     path: &str,
     dir_prefix: &str,
@@ -639,7 +660,7 @@ fn verified_receipt(
     sha256: &Sha256Hex,
     trust: Trust<'_>,
     digests: &BTreeMap<&str, &Sha256Hex>,
-) -> Option<manifest::VerifiedReceipt> {
+) -> Option<(manifest::VerifiedReceipt, ReceiptSources)> {
     if trust.keys.is_empty() {
         return None;
     }
@@ -655,7 +676,21 @@ fn verified_receipt(
     if covers.is_empty() {
         return None;
     }
-    Some(manifest::VerifiedReceipt {
+    let sources = ReceiptSources {
+        receipt: path.to_string(),
+        source: statement
+            .predicate
+            .build_definition
+            .external_parameters
+            .source
+            .clone(),
+        origin: statement.source_revisions().first().map(|o| (*o).clone()),
+        files: statement
+            .sources()
+            .map(|(d, _)| (d.name.clone(), d.digest.sha256.clone()))
+            .collect(),
+    };
+    let receipt = manifest::VerifiedReceipt {
         name: path.to_string(),
         digest: crate::trust::statement::DigestSet {
             sha256: sha256.clone(),
@@ -666,5 +701,6 @@ fn verified_receipt(
             .map(crate::trust::keys::fingerprint)
             .unwrap_or_default(),
         covers,
-    })
+    };
+    Some((receipt, sources))
 }

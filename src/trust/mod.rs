@@ -12,3 +12,4 @@ pub mod manifest;
 pub mod shards;
 pub mod statement;
 pub mod verify;
+pub mod vsa;

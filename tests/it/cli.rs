@@ -831,3 +831,63 @@ fn verify_shards_missing_one() {
         ],
     );
 }
+
+// Issue 14: --vsa and --cyclonedx errors.
+
+#[test]
+fn usage_vsa_needs_key() {
+    verify_file(
+        "usage_vsa_needs_key",
+        RECEIPT,
+        &["--vsa", "[W]/never.vsa.jsonl"],
+    );
+}
+
+#[test]
+fn vsa_inside_the_verified_directory() {
+    snapshot(
+        "vsa_inside_the_verified_directory",
+        &[
+            "verify",
+            "[W]/served",
+            "--receipt",
+            "[W]/served/decant.intoto.jsonl",
+            "--trusted-key",
+            KEY_PUB,
+            "--vsa",
+            "[W]/served/vsa.jsonl",
+            "--key",
+            "[W]/key",
+        ],
+    );
+}
+
+#[test]
+fn cyclonedx_is_refused_for_one_file() {
+    snapshot(
+        "cyclonedx_is_refused_for_one_file",
+        &[
+            "convert",
+            TIED,
+            "-o",
+            "[W]/never.safetensors",
+            "--cyclonedx",
+            "[W]/never.cdx.json",
+        ],
+    );
+}
+
+#[test]
+fn cyclonedx_inside_the_output_directory() {
+    snapshot(
+        "cyclonedx_inside_the_output_directory",
+        &[
+            "convert",
+            "[F]/dirs/single",
+            "-o",
+            "[W]/never",
+            "--cyclonedx",
+            "[W]/never/bom.json",
+        ],
+    );
+}
