@@ -9,5 +9,6 @@
 pub mod dsse;
 pub mod keys;
 pub mod manifest;
+pub mod oms;
 pub mod statement;
 pub mod verify;
