@@ -28,10 +28,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create an Ed25519 signing key: KEYFILE (PKCS#8 PEM, 0600) and KEYFILE.pub (SPKI PEM).
+    /// Create a signing key: KEYFILE (PKCS#8 PEM, 0600) and KEYFILE.pub (SPKI PEM).
     Keygen {
         /// Where to write the private key; never overwritten.
         keyfile: PathBuf,
+        /// ed25519 signs receipts and manifests (--key); p256 (ECDSA) signs model.sig (--oms-key).
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
     },
     /// Convert a checkpoint, or every checkpoint in a model directory, to safetensors.
     Convert {
@@ -53,6 +56,9 @@ enum Command {
         /// Where to write the receipt [default: OUT.intoto.jsonl]; needs --key.
         #[arg(long, value_name = "PATH", requires = "key")]
         receipt: Option<PathBuf>,
+        /// Directory mode: also write OUTDIR/model.sig, an OpenSSF model signature, with this ECDSA P-256 key; needs --key.
+        #[arg(long = "oms-key", value_name = "KEYFILE", requires = "key")]
+        oms_key: Option<PathBuf>,
         /// Sandbox policy file [default: the built-in sandbox-policy/default.json].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -140,6 +146,9 @@ enum Command {
         /// Where to write the manifest [default: DIR/decant.bundle.intoto.jsonl].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         out: Option<PathBuf>,
+        /// Also write DIR/model.sig, an OpenSSF model signature, with this ECDSA P-256 key.
+        #[arg(long = "oms-key", value_name = "KEYFILE")]
+        oms_key: Option<PathBuf>,
         /// Sandbox policy file (limits for scanning each file).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -161,6 +170,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The kinds of key `decant keygen` makes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyType {
+    /// Ed25519, for receipts and manifests (--key).
+    Ed25519,
+    /// ECDSA P-256, for OpenSSF model signatures (--oms-key).
+    P256,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -287,13 +305,29 @@ fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Keygen { keyfile } => {
+        Command::Keygen {
+            keyfile,
+            key_type: KeyType::Ed25519,
+        } => {
             let public = keys::generate(&keyfile)?;
             render::keygen(
                 &keyfile,
                 &keys::public_path(&keyfile),
                 &keys::keyid(&public),
                 &keys::fingerprint(&public),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen {
+            keyfile,
+            key_type: KeyType::P256,
+        } => {
+            let public = keys::generate_p256(&keyfile)?;
+            render::keygen_p256(
+                &keyfile,
+                &keys::public_path(&keyfile),
+                &keys::p256_fingerprint(&public)?,
+                &crate::trust::oms::key_hint(&public.into())?,
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -304,11 +338,19 @@ fn run(command: Command) -> Result<ExitCode> {
             jobs,
             key,
             receipt,
+            oms_key,
             policy,
             strict,
             force,
             json,
         } => {
+            if !src.is_dir() && oms_key.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--oms-key applies to model directories",
+                    "an OpenSSF model signature (model.sig) signs a directory: convert the directory, or sign a bundle with decant attest DIR --oms-key",
+                ));
+            }
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
                     Kind::Usage,
@@ -333,6 +375,10 @@ fn run(command: Command) -> Result<ExitCode> {
             // Everything that can fail before the conversion is checked first.
             let key_file = key.clone();
             let key = key.as_deref().map(keys::load_signing_key).transpose()?;
+            let oms_key = oms_key
+                .as_deref()
+                .map(keys::load_oms_signing_key)
+                .transpose()?;
             let sandbox = sandbox(policy)?;
             if src.is_dir() {
                 let opts = crate::model_dir::Options {
@@ -345,6 +391,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     }),
                     key,
+                    oms_key,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
@@ -399,11 +446,16 @@ fn run(command: Command) -> Result<ExitCode> {
             allow_mutable,
             trusted_keys,
             out,
+            oms_key,
             policy,
             force,
             json,
         } => {
             let signing = keys::load_signing_key(&key)?;
+            let oms_signing = oms_key
+                .as_deref()
+                .map(keys::load_oms_signing_key)
+                .transpose()?;
             let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
             let done = crate::bundle::attest::attest(
@@ -417,6 +469,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     trusted_keys: &keys,
                     output: out.as_deref(),
                     force,
+                    oms_key: oms_signing.as_ref().zip(oms_key.as_deref()),
                 },
             )?;
             render::attested(&done, json);

@@ -357,6 +357,7 @@ fn reproduce_directory(
         force: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         key: None,
+        oms_key: None,
     };
     if let Err(e) = crate::model_dir::convert_dir(&sandbox, &opts, &|_| {}) {
         if e.kind.exit_code() == 1 {

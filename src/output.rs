@@ -214,6 +214,13 @@ impl Pending {
         self
     }
 
+    /// Sets the hint given when the target exists (for a file whose path
+    /// no option chooses, such as a model signature).
+    pub fn with_exists_hint(mut self, hint: &'static str) -> Self {
+        self.exists_hint = hint;
+        self
+    }
+
     /// A second handle to the temp file, for writing or reading back.
     pub fn file(&self) -> Result<File> {
         self.file

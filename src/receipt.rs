@@ -309,6 +309,8 @@ pub struct StagedReceipt {
     path: PathBuf,
     /// Whether an existing receipt may be replaced.
     replace: bool,
+    /// Of the staged bytes: a model signature covers the receipt too.
+    sha256: Sha256Hex,
 }
 
 impl StagedReceipt {
@@ -324,6 +326,7 @@ impl StagedReceipt {
             pending: stage(path, &line)?,
             path: path.to_path_buf(),
             replace,
+            sha256: Sha256Hex::of(line.as_bytes()),
         })
     }
 
@@ -341,7 +344,13 @@ impl StagedReceipt {
             pending: stage_in_dir(dir, name, shown, &line)?,
             path: shown.to_path_buf(),
             replace,
+            sha256: Sha256Hex::of(line.as_bytes()),
         })
+    }
+
+    /// The sha256 of the receipt's bytes.
+    pub fn sha256(&self) -> &Sha256Hex {
+        &self.sha256
     }
 }
 
@@ -354,6 +363,18 @@ pub fn publish_all(
     force: bool,
     receipt: Option<StagedReceipt>,
 ) -> Result<Option<PathBuf>> {
+    publish_all_then(outputs, force, receipt, None)
+}
+
+/// [`publish_all`], then `last` (a model signature that covers the
+/// receipt too, and whether it may replace one), in the same all-or-nothing
+/// step.
+pub fn publish_all_then(
+    outputs: Vec<Pending>,
+    force: bool,
+    receipt: Option<StagedReceipt>,
+    last: Option<(Pending, bool)>,
+) -> Result<Option<PathBuf>> {
     let mut items: Vec<(Pending, bool)> = outputs.into_iter().map(|p| (p, force)).collect();
     let path = match receipt {
         Some(r) => {
@@ -362,6 +383,7 @@ pub fn publish_all(
         }
         None => None,
     };
+    items.extend(last);
     crate::output::publish_together(items)?;
     Ok(path)
 }

@@ -190,6 +190,23 @@ pub struct DirectoryFiles {
     /// Entries that make the directory unverifiable: symlinks, special
     /// files, names that are not UTF-8.
     pub problems: Vec<String>,
+    /// Signature side files left out, as the receipt is: the root
+    /// `model.sig` (an OpenSSF model signature, which covers the files and
+    /// the receipt, so it cannot be covered by them).
+    pub side_files: Vec<String>,
+}
+
+impl DirectoryFiles {
+    /// What a passing subject check adds about the side files left out.
+    pub fn side_files_note(&self) -> String {
+        if self.side_files.is_empty() {
+            return String::new();
+        }
+        format!(
+            "; left out: {} (OpenSSF model signature, not covered: check it with model_signing verify key)",
+            self.side_files.join(", ")
+        )
+    }
 }
 
 /// What to verify.
@@ -765,8 +782,9 @@ fn directory_subject_check(dir: &DirectoryFiles, s: &Statement) -> Check {
         Check::pass(
             CheckName::Subject,
             format!(
-                "all {} files in the directory are the receipt's subjects, with their digests",
-                dir.files.len()
+                "all {} files in the directory are the receipt's subjects, with their digests{}",
+                dir.files.len(),
+                dir.side_files_note()
             ),
         )
     } else {
@@ -1306,6 +1324,7 @@ mod tests {
         Artifact::Directory(DirectoryFiles {
             files: files.iter().map(|(n, s)| (n.to_string(), sha(s))).collect(),
             problems: problems.iter().map(|p| p.to_string()).collect(),
+            side_files: Vec::new(),
         })
     }
 
