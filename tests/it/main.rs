@@ -21,5 +21,6 @@ mod environment;
 mod hf_cache;
 mod hostile;
 mod interrupt;
+mod oms;
 mod receipts;
 mod sandbox;
