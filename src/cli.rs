@@ -65,7 +65,7 @@ enum Command {
         /// Refuse the checkpoint instead of dropping non-tensor entries.
         #[arg(long)]
         strict: bool,
-        /// Replace OUT if it exists.
+        /// Replace OUT if it exists (and OUTDIR/model.sig, with --oms-key).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
@@ -152,7 +152,7 @@ enum Command {
         /// Sandbox policy file (limits for scanning each file).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
-        /// Replace an existing manifest.
+        /// Replace an existing manifest (and DIR/model.sig, with --oms-key).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.

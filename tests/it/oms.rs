@@ -242,6 +242,47 @@ fn directory_conversion_writes_a_model_sig_over_every_file() {
     );
 }
 
+/// A rerun into the same output directory keeps the earlier model.sig
+/// unless --force is given, and the replaced one still matches.
+#[test]
+fn a_rerun_replaces_model_sig_only_with_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, _, oms_pub, run) = convert_with_oms(tmp.path());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let before = fs::read(out.join("model.sig")).unwrap();
+    let key = tmp.path().join("key");
+    let oms_key = tmp.path().join("oms.key");
+    let rerun = |extra: &[&str]| {
+        let mut args = vec![
+            "convert".to_string(),
+            fixture("dirs/sharded").to_str().unwrap().to_string(),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+            "--key".into(),
+            key.to_str().unwrap().into(),
+            "--oms-key".into(),
+            oms_key.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        decant(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let run = rerun(&[]);
+    assert_eq!(run.code, 2);
+    run.assert_error_shape();
+    assert!(
+        run.stderr.contains("model.sig already exists"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fs::read(out.join("model.sig")).unwrap(), before);
+    let run = rerun(&["--force"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_pem(&fs::read_to_string(&oms_pub).unwrap())
+        .unwrap();
+    let s = oms::verify(&fs::read(out.join("model.sig")).unwrap(), &vk).unwrap();
+    assert!(oms::differences(&s, &files_of(&out)).is_empty());
+}
+
 /// decant verify and decant audit of a directory with a root model.sig
 /// still pass, and say that model.sig was left out as a side file; a
 /// planted sub/model.sig is a served file like any other, and fails.
@@ -495,6 +536,37 @@ fn oms_key_refuses_an_output_directory_with_foreign_files() {
         .collect();
     left.sort();
     assert_eq!(left, ["stray.bin"]);
+}
+
+/// A root model.sig in the source signs the source's files, so a
+/// conversion does not copy it (it would not match the output); the output
+/// directory still verifies.
+#[test]
+fn a_source_model_sig_is_not_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let src = tmp.path().join("src");
+    copy_tree(&fixture("dirs/sharded"), &src);
+    fs::write(src.join("model.sig"), "{}").unwrap();
+    let out = tmp.path().join("out");
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--key",
+        &key,
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(v["directory"]["left_alone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "model.sig"));
+    assert!(!out.join("model.sig").exists());
+    assert_eq!(verify_dir_run(&out, &public, &[]).code, 0);
 }
 
 /// The external test vector: for the directory the real model_signing
