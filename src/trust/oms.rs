@@ -251,6 +251,20 @@ pub fn sign(statement: &OmsStatement, key: &SigningKey) -> Result<String> {
     Ok(line)
 }
 
+/// Whether `bytes` claim to be a sigstore bundle (a JSON object with a
+/// sigstore `mediaType` and a `dsseEnvelope`): only to explain why a
+/// model.sig given where a decant receipt belongs is not one.
+pub fn is_sigstore_bundle(bytes: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(bytes) else {
+        return false;
+    };
+    map.contains_key("dsseEnvelope")
+        && map
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| m.starts_with("application/vnd.dev.sigstore.bundle"))
+}
+
 /// Why a signature does not verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected(pub String);

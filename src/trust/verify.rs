@@ -374,8 +374,16 @@ pub(super) fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
                 "the receipt holds more than {MAX_ENVELOPES} envelopes"
             ));
         }
-        let env = serde_json::from_slice::<Envelope>(line)
-            .map_err(|e| format!("line {} is not a DSSE envelope: {e}", i + 1))?;
+        let env = serde_json::from_slice::<Envelope>(line).map_err(|e| {
+            if super::oms::is_sigstore_bundle(line) {
+                format!(
+                    "line {} is a sigstore bundle (an OpenSSF model.sig?), not a DSSE envelope: check a model.sig with model_signing verify key",
+                    i + 1
+                )
+            } else {
+                format!("line {} is not a DSSE envelope: {e}", i + 1)
+            }
+        })?;
         lines.push((i + 1, Ok(env)));
     }
     if lines.is_empty() {

@@ -610,6 +610,18 @@ fn statement_matches_model_signing_and_its_signature_verifies() {
     let public = fs::read_to_string(fixture("oms/tiny-model.pub")).unwrap();
     let vk = p256::ecdsa::VerifyingKey::from_public_key_pem(&public).unwrap();
     let statement = oms::verify(&vector, &vk).unwrap();
+    // Given to decant verify as a receipt, it is not one, and says why.
+    let (_, public_ed) = keygen(&tmp.path().join("ed").tap_mkdir());
+    let v = decant(&[
+        "verify",
+        fixture("oms/tiny-model").to_str().unwrap(),
+        "--receipt",
+        fixture("oms/tiny-model.model.sig").to_str().unwrap(),
+        "--trusted-key",
+        &public_ed,
+    ]);
+    assert_eq!(v.code, 1);
+    assert!(v.stdout.contains("is a sigstore bundle"), "{}", v.stdout);
     assert!(oms::differences(&statement, &files_of(&fixture("oms/tiny-model"))).is_empty());
     // And a flipped signature byte is rejected.
     let mut bundle: Value = serde_json::from_slice(&vector).unwrap();
@@ -624,6 +636,16 @@ fn statement_matches_model_signing_and_its_signature_verifies() {
     sig[n - 1] ^= 1;
     bundle["dsseEnvelope"]["signatures"][0]["sig"] = STANDARD.encode(sig).into();
     assert!(oms::verify(bundle.to_string().as_bytes(), &vk).is_err());
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        fs::create_dir_all(&self).unwrap();
+        self
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
