@@ -491,6 +491,7 @@ pub fn convert_shard(
             key: opts.key.clone(),
             shard: Some(work),
             cyclonedx: None,
+            oms_key: None,
         };
         directories.push(model_dir::convert_dir(sandbox, &dir_opts, on_event)?);
     }

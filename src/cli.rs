@@ -28,10 +28,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create an Ed25519 signing key: KEYFILE (PKCS#8 PEM, 0600) and KEYFILE.pub (SPKI PEM).
+    /// Create a signing key: KEYFILE (PKCS#8 PEM, 0600) and KEYFILE.pub (SPKI PEM).
     Keygen {
         /// Where to write the private key; never overwritten.
         keyfile: PathBuf,
+        /// ed25519 signs receipts and manifests (--key); p256 (ECDSA) signs model.sig (--oms-key).
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
     },
     /// Convert a checkpoint, or every checkpoint in a model directory, to safetensors.
     Convert {
@@ -54,6 +57,9 @@ enum Command {
         /// Where to write the receipt [default: OUT.intoto.jsonl]; needs --key.
         #[arg(long, value_name = "PATH", requires = "key")]
         receipt: Option<PathBuf>,
+        /// Directory mode: also write OUTDIR/model.sig, an OpenSSF model signature, with this ECDSA P-256 key; needs --key.
+        #[arg(long = "oms-key", value_name = "KEYFILE", requires = "key")]
+        oms_key: Option<PathBuf>,
         /// Sandbox policy file [default: the built-in sandbox-policy/default.json].
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -66,7 +72,7 @@ enum Command {
         /// Convert only shard I of N of the batch `decant plan SRC... --shards N` shows (numbered from 1).
         #[arg(long, value_name = "I/N")]
         shard: Option<crate::batch::Shard>,
-        /// Replace OUT if it exists.
+        /// Replace OUT if it exists (and OUTDIR/model.sig, with --oms-key).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
@@ -171,13 +177,16 @@ enum Command {
         /// Where to write the manifest [default: DIR/decant.bundle.intoto.jsonl].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         out: Option<PathBuf>,
+        /// Also write DIR/model.sig, an OpenSSF model signature, with this ECDSA P-256 key.
+        #[arg(long = "oms-key", value_name = "KEYFILE")]
+        oms_key: Option<PathBuf>,
         /// Sandbox policy file (limits for scanning each file).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// Also write a CycloneDX 1.6 ML-BOM of the bundle here (outside DIR).
         #[arg(long, value_name = "PATH")]
         cyclonedx: Option<PathBuf>,
-        /// Replace an existing manifest (and BOM).
+        /// Replace an existing manifest (and BOM, and DIR/model.sig with --oms-key).
         #[arg(long)]
         force: bool,
         /// Print one JSON object on stdout instead of text.
@@ -195,6 +204,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The kinds of key `decant keygen` makes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyType {
+    /// Ed25519, for receipts and manifests (--key).
+    Ed25519,
+    /// ECDSA P-256, for OpenSSF model signatures (--oms-key).
+    P256,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -324,13 +342,29 @@ fn sandbox(policy: Option<PathBuf>) -> Result<Sandbox> {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Keygen { keyfile } => {
+        Command::Keygen {
+            keyfile,
+            key_type: KeyType::Ed25519,
+        } => {
             let public = keys::generate(&keyfile)?;
             render::keygen(
                 &keyfile,
                 &keys::public_path(&keyfile),
                 &keys::keyid(&public),
                 &keys::fingerprint(&public),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen {
+            keyfile,
+            key_type: KeyType::P256,
+        } => {
+            let public = keys::generate_p256(&keyfile)?;
+            render::keygen_p256(
+                &keyfile,
+                &keys::public_path(&keyfile),
+                &keys::p256_fingerprint(&public)?,
+                &crate::trust::oms::key_hint(&public.into())?,
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -341,6 +375,7 @@ fn run(command: Command) -> Result<ExitCode> {
             jobs,
             key,
             receipt,
+            oms_key,
             policy,
             cyclonedx,
             strict,
@@ -349,11 +384,18 @@ fn run(command: Command) -> Result<ExitCode> {
             json,
         } => {
             if let Some(shard) = shard {
-                if cyclonedx.is_some() {
+                if let Some(flag) = [
+                    ("--cyclonedx", cyclonedx.is_some()),
+                    ("--oms-key", oms_key.is_some()),
+                ]
+                .iter()
+                .find(|(_, given)| *given)
+                .map(|(flag, _)| flag)
+                {
                     return Err(Error::new(
                         Kind::Usage,
-                        "--cyclonedx does not apply with --shard",
-                        "a shard converts part of each directory; write the BOM with decant attest --cyclonedx on the gathered directory",
+                        format!("{flag} does not apply with --shard"),
+                        "a shard converts part of each directory; sign or describe the gathered directory with decant attest (--oms-key, --cyclonedx)",
                     ));
                 }
                 return convert_shard(
@@ -385,6 +427,13 @@ fn run(command: Command) -> Result<ExitCode> {
                     .collect();
                 crate::output::refuse_aliases(&[("the BOM", bom)], &reads)?;
             }
+            if !src.is_dir() && oms_key.is_some() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    "--oms-key applies to model directories",
+                    "an OpenSSF model signature (model.sig) signs a directory: convert the directory, or sign a bundle with decant attest DIR --oms-key",
+                ));
+            }
             if src.is_dir() && receipt.is_some() {
                 return Err(Error::new(
                     Kind::Usage,
@@ -409,6 +458,10 @@ fn run(command: Command) -> Result<ExitCode> {
             // Everything that can fail before the conversion is checked first.
             let key_file = key.clone();
             let key = key.as_deref().map(keys::load_signing_key).transpose()?;
+            let oms_key = oms_key
+                .as_deref()
+                .map(keys::load_oms_signing_key)
+                .transpose()?;
             let sandbox = sandbox(policy)?;
             if src.is_dir() {
                 let opts = crate::model_dir::Options {
@@ -423,6 +476,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     key,
                     shard: None,
                     cyclonedx,
+                    oms_key,
                 };
                 let progress = crate::progress::Progress::new(json);
                 let done = crate::model_dir::convert_dir(&sandbox, &opts, &|e| progress.event(e));
@@ -477,12 +531,17 @@ fn run(command: Command) -> Result<ExitCode> {
             allow_mutable,
             trusted_keys,
             out,
+            oms_key,
             policy,
             cyclonedx,
             force,
             json,
         } => {
             let signing = keys::load_signing_key(&key)?;
+            let oms_signing = oms_key
+                .as_deref()
+                .map(keys::load_oms_signing_key)
+                .transpose()?;
             let keys = keys::load_public_keys(&trusted_keys)?;
             require_dir(&dir)?;
             if let Some(bom) = &cyclonedx {
@@ -505,6 +564,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     output: out.as_deref(),
                     cyclonedx: cyclonedx.as_deref(),
                     force,
+                    oms_key: oms_signing.as_ref().zip(oms_key.as_deref()),
                 },
             )?;
             render::attested(&done, json);

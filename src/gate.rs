@@ -402,6 +402,7 @@ fn reproduce_directory(
         key: None,
         shard: None,
         cyclonedx: None,
+        oms_key: None,
     };
     if let Err(e) = crate::model_dir::convert_dir(&sandbox, &opts, &|_| {}) {
         if e.kind.exit_code() == 1 {

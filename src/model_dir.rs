@@ -33,6 +33,7 @@ use crate::receipt::{self, SourceFile, StagedReceipt};
 use crate::sandbox::Sandbox;
 use crate::source_tree::{FileId, Listing, SourceTree, TreeFile};
 use crate::trust::dsse::MAX_RECEIPT_BYTES;
+use crate::trust::oms;
 use crate::trust::statement::{ReceiptReport, RevisionPurl, Sha256Hex};
 use crate::trust::verify::{self, Trust};
 use cap_fs_ext::DirExt as _;
@@ -72,6 +73,9 @@ pub struct Options {
     /// Write a CycloneDX ML-BOM of the conversion here (outside the source
     /// and output directories), published with the outputs.
     pub cyclonedx: Option<PathBuf>,
+    /// Also write an OpenSSF model signature (`model.sig`) with this key
+    /// (needs `key`: it covers the receipt too).
+    pub oms_key: Option<p256::ecdsa::SigningKey>,
 }
 
 /// One checkpoint of the directory.
@@ -181,6 +185,9 @@ pub struct DirConverted {
     /// The CycloneDX ML-BOM written, if asked for.
     #[serde(serialize_with = "crate::render::lossy_opt_path")]
     pub cyclonedx: Option<PathBuf>,
+    /// The OpenSSF model signature written, with `--oms-key`.
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
+    pub model_signature: Option<PathBuf>,
 }
 
 fn refused(message: String, hint: &str) -> Error {
@@ -266,12 +273,15 @@ pub fn plan(tree: &SourceTree, listing: Listing) -> Result<Plan> {
         }
     }
     // What a conversion writes is not copied over: the outputs, the new
-    // indexes, the receipt, and decant's own temp files.
+    // indexes, the receipt, and decant's own temp files. Nor is a root
+    // model.sig: it signs the source's files, so it cannot vouch for the
+    // converted ones (and decant verify leaves that name out).
     let written: BTreeSet<&str> = plan.written().collect();
     let (copied, not): (Vec<TreeFile>, Vec<TreeFile>) = candidates.into_iter().partition(|f| {
         !written.contains(f.path.as_str())
             && !f.name().starts_with(crate::output::TEMP_PREFIX)
             && !crate::batch::is_shard_receipt(&f.path)
+            && f.path != oms::SIGNATURE_FILE
     });
     plan.copied = copied;
     plan.left_alone.extend(not.into_iter().map(|f| f.path));
@@ -859,6 +869,9 @@ pub fn convert_dir(
             opts.force,
         )?;
     }
+    if opts.oms_key.is_some() {
+        check_signed_dir(&out, &out_path, &plan, opts.force)?;
+    }
 
     // Files copied unchanged: hashed now (and checked against the cache's
     // blob name), and a different file already at the target needs
@@ -1141,6 +1154,33 @@ pub fn convert_dir(
         None => None,
     };
 
+    // The model signature, staged like the receipt: it covers everything
+    // the receipt does and the receipt (check_signed_dir made sure nothing
+    // else is in OUT).
+    let signature_pending = match (&opts.oms_key, &receipt_pending) {
+        (Some(oms_key), Some(staged)) => {
+            let mut files: Vec<(String, Sha256Hex)> = subjects.clone();
+            files.extend(copied_subjects.iter().cloned());
+            files.push((receipt_name.clone(), staged.sha256().clone()));
+            let name = model_name(&out_path)?;
+            let line = oms::sign(&oms::statement(&name, &files)?, oms_key)?;
+            let shown = out_path.join(oms::SIGNATURE_FILE);
+            let pending = Pending::in_dir(&out, oms::SIGNATURE_FILE, &shown)?
+                .with_exists_hint(SIGNATURE_EXISTS_HINT);
+            pending
+                .file()?
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(format!("cannot write {}", shown.display()), &e))?;
+            Some((pending, opts.force, shown))
+        }
+        (Some(_), None) => {
+            return Err(Error::internal(
+                "a model signature was asked for without a receipt",
+            ))
+        }
+        (None, _) => None,
+    };
+
     // The BOM, staged last: it references the receipt by digest.
     let bom_pending = match &opts.cyclonedx {
         Some(path) => {
@@ -1181,7 +1221,7 @@ pub fn convert_dir(
                 outputs,
                 receipt: receipt_pending
                     .as_ref()
-                    .map(|r| (RECEIPT.to_string(), r.sha256.clone())),
+                    .map(|r| (receipt_name.clone(), r.sha256().clone())),
                 model_parameters: config.and_then(|f| config_parameters(&tree, f)),
                 converter_sha256: guest::sha256(),
                 policy_sha256: sandbox.policy().sha256.clone(),
@@ -1194,7 +1234,8 @@ pub fn convert_dir(
         None => None,
     };
 
-    // Publish: outputs, indexes, copies, then the receipt that covers them.
+    // Publish: outputs, indexes, copies, then the receipt that covers them,
+    // the model signature that covers them all, and the BOM.
     let mut converted = Vec::new();
     let mut pending = Vec::new();
     for (_, p) in prepared {
@@ -1204,7 +1245,12 @@ pub fn convert_dir(
     }
     pending.extend(index_pending);
     pending.extend(copy_pending);
-    let receipt_path = receipt::publish_all(pending, opts.force, receipt_pending, bom_pending)?;
+    let (mut last, model_signature) = match signature_pending {
+        Some((p, replace, shown)) => (vec![(p, replace)], Some(shown)),
+        None => (Vec::new(), None),
+    };
+    last.extend(bom_pending.map(|b| (b, opts.force)));
+    let receipt_path = receipt::publish_all_then(pending, opts.force, receipt_pending, last)?;
     dirs.keep();
     converted.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(DirConverted {
@@ -1227,6 +1273,7 @@ pub fn convert_dir(
             .collect(),
         receipt: receipt_path,
         cyclonedx: opts.cyclonedx.clone(),
+        model_signature,
     })
 }
 
@@ -1310,6 +1357,67 @@ fn refuse_bom_path(
         )?;
     }
     output::check_target_hinted(bom, force, output::BOM_EXISTS_HINT)
+}
+
+/// The hint when `model.sig` exists.
+pub const SIGNATURE_EXISTS_HINT: &str =
+    "pass --force to replace it; decant never replaces a model signature otherwise";
+
+/// The name a model signature gives its directory (model_signing records
+/// the directory's own name; it is informative only).
+pub fn model_name(dir: &Path) -> Result<String> {
+    let full = dir
+        .canonicalize()
+        .map_err(|e| Error::io(format!("cannot resolve {}", dir.display()), &e))?;
+    Ok(full
+        .file_name()
+        .map_or_else(|| "/".into(), |n| n.to_string_lossy().into_owned()))
+}
+
+/// With `--oms-key`, before any work: `model.sig` signs what decant's
+/// receipt vouches for and nothing else, and `model_signing verify`
+/// requires every file of the directory to be signed. So OUT may hold only
+/// files this conversion writes or vouches for (an earlier run's included),
+/// and an existing `model.sig` needs `--force`.
+fn check_signed_dir(out: &Dir, out_path: &Path, plan: &Plan, force: bool) -> Result<()> {
+    let shown = out_path.join(oms::SIGNATURE_FILE);
+    if !force && out.symlink_metadata(oms::SIGNATURE_FILE).is_ok() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{} already exists", shown.display()),
+            SIGNATURE_EXISTS_HINT,
+        ));
+    }
+    let expected: BTreeSet<&str> = plan
+        .written()
+        .chain(plan.copied.iter().map(|f| f.path.as_str()))
+        .collect();
+    let listed = crate::served::visit(out, out_path, &[], &mut |_, _| Ok(()))?;
+    let foreign = listed
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .chain(
+            listed
+                .files
+                .iter()
+                .map(|(p, ())| p)
+                .filter(|p| !expected.contains(p.as_str()) && !oms::is_ignored(p))
+                .map(|p| format!("{p} is not one of the conversion's files")),
+        )
+        .next();
+    if let Some(what) = foreign {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "--oms-key: {} would sign {}, but {what}",
+                oms::SIGNATURE_FILE,
+                out_path.display()
+            ),
+            "convert into a new output directory with -o OUTDIR: model.sig signs what the receipt vouches for, and nothing else may be there",
+        ));
+    }
+    Ok(())
 }
 
 /// A temp file for `path` (in OUT) in its directory's handle.

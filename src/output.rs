@@ -302,8 +302,8 @@ impl Pending {
         self
     }
 
-    /// Marks this as a side output whose option names its path: an
-    /// existing target's error gives `hint`.
+    /// Sets the hint given when the target exists (for a file whose path
+    /// no option chooses, such as a model signature).
     pub fn with_exists_hint(mut self, hint: &'static str) -> Self {
         self.exists_hint = hint;
         self

@@ -310,8 +310,9 @@ fn write_staged(pending: Pending, path: &Path, line: &str) -> Result<Pending> {
 pub struct StagedReceipt {
     pending: Pending,
     path: PathBuf,
-    /// The receipt file's sha256 (what a BOM references it by).
-    pub sha256: Sha256Hex,
+    /// The receipt file's sha256 (what a BOM references it by; a model
+    /// signature covers the receipt too).
+    sha256: Sha256Hex,
     /// Whether an existing receipt may be replaced.
     replace: bool,
 }
@@ -350,6 +351,11 @@ impl StagedReceipt {
             replace,
         })
     }
+
+    /// The sha256 of the receipt's bytes.
+    pub fn sha256(&self) -> &Sha256Hex {
+        &self.sha256
+    }
 }
 
 /// Publishes a run: every output first, then the receipt that covers them,
@@ -363,6 +369,23 @@ pub fn publish_all(
     receipt: Option<StagedReceipt>,
     bom: Option<Pending>,
 ) -> Result<Option<PathBuf>> {
+    publish_all_then(
+        outputs,
+        force,
+        receipt,
+        bom.map(|b| (b, force)).into_iter().collect(),
+    )
+}
+
+/// [`publish_all`], then `last` in order (a model signature that covers the
+/// receipt too, a BOM that references it; each with whether it may replace
+/// a file), in the same all-or-nothing step.
+pub fn publish_all_then(
+    outputs: Vec<Pending>,
+    force: bool,
+    receipt: Option<StagedReceipt>,
+    last: Vec<(Pending, bool)>,
+) -> Result<Option<PathBuf>> {
     let mut items: Vec<(Pending, bool)> = outputs.into_iter().map(|p| (p, force)).collect();
     let path = match receipt {
         Some(r) => {
@@ -371,7 +394,7 @@ pub fn publish_all(
         }
         None => None,
     };
-    items.extend(bom.map(|b| (b, force)));
+    items.extend(last);
     crate::output::publish_together(items)?;
     Ok(path)
 }

@@ -82,6 +82,15 @@ pub fn keygen(private: &Path, public: &Path, keyid: &str, fingerprint: &str) {
     ));
 }
 
+/// `decant keygen --type p256`.
+pub fn keygen_p256(private: &Path, public: &Path, fingerprint: &str, hint: &str) {
+    emit(&format!(
+        "wrote {} (private, mode 0600) and {}\n  ECDSA P-256, for --oms-key (OpenSSF model signatures, model.sig)\n  fingerprint (sha256 of the SPKI DER) {fingerprint}\n  model_signing key hint (sha256 of the SPKI PEM) {hint}\n",
+        private.display(),
+        public.display()
+    ));
+}
+
 /// `decant convert FILE`.
 pub fn converted(done: &FileConverted, json: bool) {
     if json {
@@ -335,6 +344,13 @@ fn dir_summary(d: &DirConverted) -> String {
     if let Some(r) = &d.receipt {
         let _ = writeln!(out, "  receipt: {}", one_line(&r.display().to_string()));
     }
+    if let Some(m) = &d.model_signature {
+        let _ = writeln!(
+            out,
+            "  model signature (OpenSSF model_signing, covers the receipt too): {}",
+            one_line(&m.display().to_string())
+        );
+    }
     if let Some(b) = &d.cyclonedx {
         let _ = writeln!(
             out,
@@ -535,6 +551,7 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
         emit_json(&serde_json::json!({
             "status": "attested",
             "manifest": done.manifest.to_string_lossy(),
+            "model_signature": done.model_signature.as_ref().map(|p| p.to_string_lossy()),
             "files": done.audit.files.len(),
             "findings": done.audit.findings,
             "highest": done.audit.highest,
@@ -554,6 +571,13 @@ pub fn attested(done: &crate::bundle::attest::Attested, json: bool) {
         done.audit.findings.len(),
         done.audit.highest.map_or("none", |h| h.as_str())
     );
+    if let Some(m) = &done.model_signature {
+        let _ = writeln!(
+            out,
+            "  model signature (OpenSSF model_signing, covers the manifest too): {}",
+            one_line(&m.display().to_string())
+        );
+    }
     for (name, b) in &done.bindings {
         let _ = writeln!(
             out,

@@ -7,6 +7,14 @@
 //! every regular file under DIR, recursively and whatever its name, and
 //! anything that is not a regular file or directory (a symlink, a FIFO, a
 //! device, a socket) is a problem in itself: what it serves is not in DIR.
+//!
+//! One name besides the receipt is left out: a regular file `model.sig` at
+//! the root of DIR, an OpenSSF model signature ([`crate::trust::oms`]). It
+//! signs the directory's files, decant's receipt or manifest included, so
+//! it cannot be one of them; no loader reads it. It is reported as a side
+//! file, never silently skipped. Only that exact name at the root counts:
+//! `sub/model.sig`, `Model.sig` or a symlink named `model.sig` are served
+//! files or problems like any other.
 
 use crate::convert::sha256_file;
 use crate::error::{Error, Result};
@@ -41,6 +49,7 @@ pub fn list(dir: &Dir, shown: &Path, except: &[FileId]) -> Result<DirectoryFiles
     Ok(DirectoryFiles {
         files: listed.files,
         problems: listed.problems.iter().map(Problem::to_string).collect(),
+        side_files: listed.side_files,
     })
 }
 
@@ -64,6 +73,8 @@ impl std::fmt::Display for Problem {
 pub struct Visited<T> {
     pub files: Vec<(String, T)>,
     pub problems: Vec<Problem>,
+    /// Signature side files left out (the root `model.sig`), by path.
+    pub side_files: Vec<String>,
 }
 
 /// Opens every regular file under `dir` (as [`list`] finds them) and hands
@@ -78,6 +89,7 @@ pub fn visit<T>(
     let mut out = Visited {
         files: Vec::new(),
         problems: Vec::new(),
+        side_files: Vec::new(),
     };
     let mut entries = 0;
     walk(dir, shown, "", 0, except, &mut entries, each, &mut out)?;
@@ -169,6 +181,12 @@ fn walk<T>(
                         meta.nlink()
                     ),
                 });
+                continue;
+            }
+            if prefix.is_empty() && name == crate::trust::oms::SIGNATURE_FILE {
+                // Checked after the receipt's identity: a model.sig that is
+                // a second name of the receipt is still a problem.
+                out.side_files.push(rel);
                 continue;
             }
             let made = each(&rel, &file).map_err(|e| io(&rel, e))?;

@@ -8,16 +8,22 @@
 //! binding is named in `--allow-mutable`, and is then recorded as mutable,
 //! which `decant verify --require` reports as a failure: an approval that
 //! names a moving target does not approve these bytes.
+//!
+//! With `--oms-key`, `DIR/model.sig` is written too: an OpenSSF model
+//! signature ([`crate::trust::oms`]) over every file the manifest covers
+//! and the manifest itself (when it is inside DIR), published together
+//! with the manifest, after it.
 
 use super::audit::{self, Audit};
 use super::configs::is_immutable_revision;
-use super::findings::Severity;
+use super::findings::{FindingKind, Severity};
 use crate::error::{Error, Kind, Result};
 use crate::sandbox::Sandbox;
 use crate::trust::manifest::{
     self, Attester, Binding, BundlePredicate, BundleStatement, BundleSubject, RecordedFinding,
 };
-use crate::trust::statement::{DigestSet, STATEMENT_TYPE};
+use crate::trust::oms;
+use crate::trust::statement::{DigestSet, Sha256Hex, STATEMENT_TYPE};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +49,9 @@ pub struct Options<'a> {
     /// published with the manifest.
     pub cyclonedx: Option<&'a Path>,
     pub force: bool,
+    /// Also write `DIR/model.sig` with this ECDSA P-256 key, read from
+    /// the file named second.
+    pub oms_key: Option<(&'a p256::ecdsa::SigningKey, &'a Path)>,
 }
 
 /// A written manifest.
@@ -50,6 +59,9 @@ pub struct Options<'a> {
 pub struct Attested {
     #[serde(serialize_with = "crate::render::lossy_path")]
     pub manifest: PathBuf,
+    /// The OpenSSF model signature written, with `--oms-key`.
+    #[serde(serialize_with = "crate::render::lossy_opt_path")]
+    pub model_signature: Option<PathBuf>,
     pub audit: Audit,
     pub bindings: BTreeMap<String, Binding>,
     /// The CycloneDX ML-BOM written, if asked for.
@@ -148,10 +160,14 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
         .output
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.dir.join(DEFAULT_NAME));
-    crate::output::refuse_aliases(
-        &[("the manifest", &manifest_path)],
-        &[("the key", opts.key_file)],
-    )?;
+    let signature_path = opts.dir.join(oms::SIGNATURE_FILE);
+    let mut writes: Vec<(&str, &Path)> = vec![("the manifest", &manifest_path)];
+    let mut reads: Vec<(&str, &Path)> = vec![("the key", opts.key_file)];
+    if let Some((_, oms_key_file)) = opts.oms_key {
+        writes.push(("the model signature", &signature_path));
+        reads.push(("the --oms-key", oms_key_file));
+    }
+    crate::output::refuse_aliases(&writes, &reads)?;
     crate::output::check_receipt_target(&manifest_path, opts.force)?;
     if let Some(bom) = opts.cyclonedx {
         crate::output::refuse_aliases(
@@ -162,6 +178,13 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
         crate::output::check_target_hinted(bom, opts.force, crate::output::BOM_EXISTS_HINT)?;
     }
     let started = SystemTime::now();
+    if opts.oms_key.is_some() && !opts.force && signature_path.symlink_metadata().is_ok() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("{} already exists", signature_path.display()),
+            crate::model_dir::SIGNATURE_EXISTS_HINT,
+        ));
+    }
     // A manifest being replaced inside the bundle is not part of it.
     let except = crate::open::regular_file(&manifest_path)
         .ok()
@@ -223,7 +246,18 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
             "the bundle has too many files or findings for one manifest; attest its parts",
         ));
     }
-    let staged = crate::receipt::stage(&manifest_path, &line)?;
+    let manifest_pending = crate::receipt::stage(&manifest_path, &line)?;
+    let mut items = vec![(manifest_pending, opts.force)];
+    let model_signature = match opts.oms_key {
+        Some((oms_key, _)) => {
+            items.push((
+                stage_signature(opts.dir, &audit, &manifest_path, &line, oms_key)?,
+                opts.force,
+            ));
+            Some(signature_path)
+        }
+        None => None,
+    };
     let bom = match opts.cyclonedx {
         Some(path) => {
             let manifest_url = match opts.output {
@@ -251,12 +285,13 @@ pub fn attest(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Attested> {
         }
         None => None,
     };
-    // The manifest, then the BOM that references it: both or neither.
-    let mut items = vec![(staged, opts.force)];
+    // The manifest, the model signature, then the BOM that references
+    // the manifest: all of them or none.
     items.extend(bom);
     crate::output::publish_together(items)?;
     Ok(Attested {
         manifest: manifest_path,
+        model_signature,
         audit,
         bindings,
         cyclonedx: opts.cyclonedx.map(Path::to_path_buf),
@@ -274,6 +309,77 @@ fn config_parameters(dir: &Path, audit: &Audit) -> Option<crate::bom::ModelParam
         return None;
     }
     crate::bom::model_parameters(&bytes)
+}
+
+/// Signs and stages `DIR/model.sig`: every file audited, and the manifest
+/// (bytes `line`) if it goes inside DIR. Refused if the audit found a
+/// symlink or special file: model.sig covers regular files only, and
+/// `model_signing verify` would fail on it.
+fn stage_signature(
+    dir: &Path,
+    audit: &Audit,
+    manifest_path: &Path,
+    line: &str,
+    key: &p256::ecdsa::SigningKey,
+) -> Result<crate::output::Pending> {
+    if let Some(f) = audit
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::NotARegularFile)
+    {
+        return Err(Error::new(
+            Kind::Refused,
+            format!(
+                "refused: --oms-key: {}/{} {}",
+                dir.display(),
+                f.file,
+                f.message
+            ),
+            "a model signature covers regular files only: remove it, or attest without --oms-key",
+        ));
+    }
+    let mut files: Vec<(String, Sha256Hex)> = audit
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    if let Some(name) = path_inside(dir, manifest_path)? {
+        files.retain(|(p, _)| *p != name);
+        files.push((name, Sha256Hex::of(line.as_bytes())));
+    }
+    let statement = oms::statement(&crate::model_dir::model_name(dir)?, &files)?;
+    let signed = oms::sign(&statement, key)?;
+    let shown = dir.join(oms::SIGNATURE_FILE);
+    let pending = crate::output::Pending::new(&shown)?
+        .with_exists_hint(crate::model_dir::SIGNATURE_EXISTS_HINT);
+    std::io::Write::write_all(&mut pending.file()?, signed.as_bytes())
+        .map_err(|e| Error::io(format!("cannot write {}", shown.display()), &e))?;
+    Ok(pending)
+}
+
+/// `path`'s name relative to `dir` (`/`-separated), if it is inside it.
+fn path_inside(dir: &Path, path: &Path) -> Result<Option<String>> {
+    let resolve = |p: &Path| {
+        p.canonicalize()
+            .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), &e))
+    };
+    let root = resolve(dir)?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (Some(name), Ok(parent)) = (path.file_name(), resolve(parent)) else {
+        return Ok(None);
+    };
+    let Ok(rel) = parent.strip_prefix(&root) else {
+        return Ok(None);
+    };
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.push(name.to_string_lossy().into_owned());
+    Ok(Some(parts.join("/")))
 }
 
 #[cfg(test)]

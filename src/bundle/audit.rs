@@ -136,6 +136,9 @@ pub struct Audit {
     #[serde(skip)]
     pub receipt_sources: Vec<ReceiptSources>,
     pub trusted_key_fingerprints: Vec<String>,
+    /// Signature side files left out of `files` (the root `model.sig`,
+    /// see [`crate::served`]).
+    pub side_files: Vec<String>,
 }
 
 impl Audit {
@@ -275,6 +278,14 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
                 "{}: a loader would serve what it points to, which is not in the bundle",
                 problem.what
             ),
+        ));
+    }
+    for side in &visited.side_files {
+        findings.push(Finding::new(
+            Severity::Info,
+            FindingKind::ModelSignature,
+            side,
+            "an OpenSSF model signature (model_signing): a side file, not one of the files audited or attested, since it signs them; check it with model_signing verify key",
         ));
     }
     let trust_converters = [crate::guest::sha256()];
@@ -428,6 +439,7 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             .iter()
             .map(crate::trust::keys::fingerprint)
             .collect(),
+        side_files: visited.side_files,
     })
 }
 

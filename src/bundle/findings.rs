@@ -19,7 +19,8 @@
 //!   trusted receipt covers.
 //! - `low`: a file audit does not recognise.
 //! - `info`: facts for the record: a chat template's digest, a GGUF
-//!   header, which receipt covers which file.
+//!   header, which receipt covers which file, an OpenSSF model signature
+//!   (`model.sig`) left out of the files.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,9 @@ pub enum FindingKind {
     Unscannable,
     /// A file audit does not recognise.
     Unrecognised,
+    /// The root `model.sig`: an OpenSSF model signature, a side file left
+    /// out of the files it signs.
+    ModelSignature,
 }
 
 /// One thing found, in one file.

@@ -50,10 +50,52 @@ pub fn public_path(private: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Creates a new key pair: the private key at `path` (mode 0600 from the
-/// moment it exists) and the public key at [`public_path`] (mode 0644).
-/// Never overwrites: if either file exists nothing is written.
+/// Creates a new Ed25519 key pair: the private key at `path` (mode 0600
+/// from the moment it exists) and the public key at [`public_path`] (mode
+/// 0644). Never overwrites: if either file exists nothing is written.
 pub fn generate(path: &Path) -> Result<VerifyingKey> {
+    check_new_pair(path)?;
+    let signing = SigningKey::generate(&mut rand_core::OsRng);
+    let verifying = signing.verifying_key();
+    // v1 (no public key inside), as openssl writes it; SigningKey's own
+    // to_pkcs8_pem would write v2. The PEM is zeroized when dropped.
+    let private_pem = KeypairBytes {
+        secret_key: signing.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| Error::internal(format!("cannot encode the private key: {e}")))?;
+    let public_pem = verifying
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| Error::internal(format!("cannot encode the public key: {e}")))?;
+    write_pair(path, private_pem.as_bytes(), public_pem.as_bytes())?;
+    Ok(verifying)
+}
+
+/// Creates a new ECDSA P-256 key pair for OpenSSF model signatures
+/// (`--oms-key`, [`crate::trust::oms`]), in the files and modes of
+/// [`generate`]: PKCS#8 PEM (`BEGIN PRIVATE KEY`, the SEC1 key with its
+/// public point inside, as `openssl genpkey -algorithm EC` writes it) and
+/// SPKI PEM. Never overwrites.
+pub fn generate_p256(path: &Path) -> Result<p256::PublicKey> {
+    use p256::pkcs8::EncodePrivateKey as _;
+    use p256::pkcs8::EncodePublicKey as _;
+    check_new_pair(path)?;
+    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+    let public = secret.public_key();
+    let private_pem = secret
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| Error::internal(format!("cannot encode the private key: {e}")))?;
+    let public_pem = public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| Error::internal(format!("cannot encode the public key: {e}")))?;
+    write_pair(path, private_pem.as_bytes(), public_pem.as_bytes())?;
+    Ok(public)
+}
+
+/// Refuses a key path that is not a file name, or whose private or public
+/// file exists, before anything is created.
+fn check_new_pair(path: &Path) -> Result<()> {
     let public = public_path(path);
     if path.as_os_str().is_empty() || path.to_string_lossy().ends_with('/') {
         return Err(Error::new(
@@ -74,31 +116,21 @@ pub fn generate(path: &Path) -> Result<VerifyingKey> {
             ));
         }
     }
+    Ok(())
+}
 
-    let signing = SigningKey::generate(&mut rand_core::OsRng);
-    let verifying = signing.verifying_key();
-    // v1 (no public key inside), as openssl writes it; SigningKey's own
-    // to_pkcs8_pem would write v2. The PEM is zeroized when dropped.
-    let private_pem = KeypairBytes {
-        secret_key: signing.to_bytes(),
-        public_key: None,
-    }
-    .to_pkcs8_pem(LineEnding::LF)
-    .map_err(|e| Error::internal(format!("cannot encode the private key: {e}")))?;
-    let public_pem = verifying
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| Error::internal(format!("cannot encode the public key: {e}")))?;
-
-    // create_new closes the check-then-create race above: if something
-    // appeared meanwhile, this fails instead of replacing it.
-    write_new(path, private_pem.as_bytes(), 0o600)?;
-    if let Err(e) = write_new(&public, public_pem.as_bytes(), 0o644) {
+/// Writes a new pair: the private key 0600, then the public key 0644.
+fn write_pair(path: &Path, private_pem: &[u8], public_pem: &[u8]) -> Result<()> {
+    // create_new closes the check-then-create race of check_new_pair: if
+    // something appeared meanwhile, this fails instead of replacing it.
+    write_new(path, private_pem, 0o600)?;
+    if let Err(e) = write_new(&public_path(path), public_pem, 0o644) {
         // A private key whose public half is missing is useless and
         // confusing; remove the one we just created.
         let _ = std::fs::remove_file(path);
         return Err(e);
     }
-    Ok(verifying)
+    Ok(())
 }
 
 /// Creates `path` exclusively with `mode` and writes `bytes`; on a write
@@ -174,10 +206,16 @@ fn describe_algorithm(oid: &str) -> String {
 }
 
 fn wrong_type(path: &Path, what: &str, found: &str) -> Error {
+    // An ECDSA key here is most likely the --oms-key one given to --key.
+    let hint = if found.contains("EC") {
+        "receipts and manifests are signed with Ed25519 (decant keygen KEYFILE); an ECDSA P-256 key (decant keygen --type p256) is for --oms-key"
+    } else {
+        "decant signs with Ed25519 only: create a key with decant keygen or openssl genpkey -algorithm ed25519"
+    };
     Error::new(
         Kind::Usage,
         format!("{} is not an Ed25519 {what} ({found})", path.display()),
-        "decant signs with Ed25519 only: create a key with decant keygen or openssl genpkey -algorithm ed25519",
+        hint,
     )
 }
 
@@ -302,6 +340,126 @@ pub fn load_public_key(path: &Path) -> Result<VerifyingKey> {
     }
     check_algorithm(path, what, &text, false)?;
     VerifyingKey::from_public_key_pem(&text).map_err(|e| decode_error(path, what, e))
+}
+
+/// id-ecPublicKey (RFC 5480): an EC key; the curve is its parameter.
+const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
+/// secp256r1 / prime256v1 (RFC 5480).
+const P256_OID: &str = "1.2.840.10045.3.1.7";
+/// The hint for every refused `--oms-key`.
+const OMS_KEY_HINT: &str = "OpenSSF model signatures need an ECDSA P-256 key: create one with decant keygen --type p256 KEYFILE (or openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)";
+
+/// Names the curve of an EC key, by its parameter OID, for a refusal.
+fn describe_curve(oid: Option<&str>) -> String {
+    match oid {
+        Some("1.3.132.0.34") => "curve P-384".into(),
+        Some("1.3.132.0.35") => "curve P-521".into(),
+        Some("1.3.132.0.10") => "curve secp256k1".into(),
+        Some(other) => format!("curve OID {other}"),
+        None => "no named curve".into(),
+    }
+}
+
+/// The algorithm and (for EC) curve OIDs of a PKCS#8 private key PEM.
+fn private_key_oids(text: &str) -> Option<(String, Option<String>)> {
+    let (_, doc) = pkcs8::SecretDocument::from_pem(text).ok()?;
+    let info = pkcs8::PrivateKeyInfo::try_from(doc.as_bytes()).ok()?;
+    let curve = info
+        .algorithm
+        .parameters_oid()
+        .ok()
+        .map(|oid| oid.to_string());
+    Some((info.algorithm.oid.to_string(), curve))
+}
+
+/// Loads the ECDSA P-256 private key of `--oms-key`: PKCS#8 PEM (`BEGIN
+/// PRIVATE KEY`, as decant keygen --type p256 and openssl genpkey write it)
+/// or SEC1 PEM (`BEGIN EC PRIVATE KEY`, as openssl ecparam -genkey writes
+/// it). An Ed25519 key (the receipt key) or another curve is refused by
+/// name: the model_signing tool verifies ECDSA only, and decant signs
+/// model.sig with P-256 only.
+pub fn load_oms_signing_key(path: &Path) -> Result<p256::ecdsa::SigningKey> {
+    use p256::pkcs8::DecodePrivateKey as _;
+    let what = "private key";
+    let text = read_text(path, what)?;
+    let wrong = |found: &str| {
+        Error::new(
+            Kind::Usage,
+            format!(
+                "--oms-key {} is not an ECDSA P-256 private key ({found})",
+                path.display()
+            ),
+            OMS_KEY_HINT,
+        )
+    };
+    let secret = match pem_label(&text) {
+        Some("PRIVATE KEY") => {
+            match private_key_oids(&text) {
+                Some((oid, _)) if oid == ED25519_OID => {
+                    return Err(wrong(
+                        "it is an Ed25519 key, the kind that signs decant's receipts",
+                    ))
+                }
+                Some((oid, curve))
+                    if oid == EC_PUBLIC_KEY_OID && curve.as_deref() != Some(P256_OID) =>
+                {
+                    return Err(wrong(&format!(
+                        "it is an EC key on {}",
+                        describe_curve(curve.as_deref())
+                    )))
+                }
+                // P-256, or unparseable: the decoder's own error says why.
+                Some((oid, _)) if oid == EC_PUBLIC_KEY_OID => {}
+                Some((oid, _)) => return Err(wrong(&describe_algorithm(&oid))),
+                None => {}
+            }
+            p256::SecretKey::from_pkcs8_pem(&text).map_err(|e| decode_error(path, what, e))?
+        }
+        Some("EC PRIVATE KEY") => p256::SecretKey::from_sec1_pem(&text)
+            .map_err(|_| wrong("a SEC1 EC key that is not on curve P-256, or is damaged"))?,
+        Some("ENCRYPTED PRIVATE KEY") => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!("private key {} is encrypted", path.display()),
+                "decrypt it first: openssl pkey -in KEY -out PLAIN.pem (keep it mode 0600)",
+            ))
+        }
+        Some("PUBLIC KEY") => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!("{} is a public key, not a private key", path.display()),
+                "sign with the private key file (the one without .pub)",
+            ))
+        }
+        Some(other) => return Err(wrong(&format!("it is a PEM {other}"))),
+        None => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!("{} is not a PEM private key", path.display()),
+                OMS_KEY_HINT,
+            ))
+        }
+    };
+    Ok(p256::ecdsa::SigningKey::from(&secret))
+}
+
+/// The SPKI PEM of a P-256 public key, exactly as Python `cryptography`
+/// writes it (64-character lines, LF, a final newline): model_signing
+/// names the key of a signature by the sha256 of this text
+/// ([`crate::trust::oms`]).
+pub fn p256_public_pem(key: &p256::PublicKey) -> Result<String> {
+    use p256::pkcs8::EncodePublicKey as _;
+    key.to_public_key_pem(LineEnding::LF)
+        .map_err(|e| Error::internal(format!("cannot encode the public key: {e}")))
+}
+
+/// sha256 of a P-256 key's SPKI DER, hex, like [`fingerprint`].
+pub fn p256_fingerprint(key: &p256::PublicKey) -> Result<String> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let der = key
+        .to_public_key_der()
+        .map_err(|e| Error::internal(format!("cannot encode the public key: {e}")))?;
+    Ok(hex::encode(Sha256::digest(der.as_bytes())))
 }
 
 /// Every `--trusted-key` given, loaded; the first bad one is the error.
@@ -566,6 +724,101 @@ mod tests {
         std::fs::write(dir.path().join("junk"), "hello").unwrap();
         assert!(load_signing_key(&dir.path().join("junk")).is_err());
         assert!(load_public_key(&dir.path().join("junk")).is_err());
+    }
+
+    /// --oms-key takes P-256 keys as openssl writes them (PKCS#8 and SEC1)
+    /// and as keygen --type p256 does, and refuses the Ed25519 receipt key
+    /// and other curves by name, with the keygen hint.
+    #[test]
+    fn oms_keys_are_p256_and_other_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "p256.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "sec1.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-out",
+                "p384.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "secp384r1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "sec1-384.pem",
+            ],
+        );
+        openssl(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+        openssl(
+            d,
+            &["pkey", "-in", "p256.pem", "-pubout", "-out", "p256.pub"],
+        );
+        assert!(load_oms_signing_key(&d.join("p256.pem")).is_ok());
+        assert!(load_oms_signing_key(&d.join("sec1.pem")).is_ok());
+        let ours = d.join("ours.key");
+        let public = generate_p256(&ours).unwrap();
+        let loaded = load_oms_signing_key(&ours).unwrap();
+        assert_eq!(p256::PublicKey::from(loaded.verifying_key()), public);
+        assert_eq!(
+            p256_public_pem(&public).unwrap(),
+            std::fs::read_to_string(public_path(&ours)).unwrap()
+        );
+        assert_eq!(mode(&ours), 0o600);
+        assert!(generate_p256(&ours).is_err(), "never overwritten");
+
+        for (file, says) in [
+            ("ed.pem", "it is an Ed25519 key"),
+            ("p384.pem", "curve P-384"),
+            ("sec1-384.pem", "not on curve P-256"),
+            ("p256.pub", "is a public key"),
+        ] {
+            let e = load_oms_signing_key(&d.join(file)).unwrap_err();
+            assert_eq!(e.kind, Kind::Usage, "{file}");
+            assert!(e.message.contains(says), "{file}: {}", e.message);
+        }
+        let e = load_oms_signing_key(&d.join("ed.pem")).unwrap_err();
+        assert!(e.hint.contains("decant keygen --type p256"), "{}", e.hint);
+        // And the other way round: the P-256 key as the receipt key.
+        let e = load_signing_key(&d.join("p256.pem")).unwrap_err();
+        assert!(
+            e.message.contains("not an Ed25519 private key"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.contains("--oms-key"), "{}", e.hint);
     }
 
     #[test]

@@ -399,8 +399,9 @@ fn subject_check(m: &BundleStatement, files: &DirectoryFiles) -> Check {
         Check::pass(
             CheckName::Subject,
             format!(
-                "all {} files are subjects with their digests, and nothing else is there",
-                files.files.len()
+                "all {} files are subjects with their digests, and nothing else is there{}",
+                files.files.len(),
+                files.side_files_note()
             ),
         )
     } else {

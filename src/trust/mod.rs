@@ -9,6 +9,7 @@
 pub mod dsse;
 pub mod keys;
 pub mod manifest;
+pub mod oms;
 pub mod shards;
 pub mod statement;
 pub mod verify;

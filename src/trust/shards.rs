@@ -246,8 +246,9 @@ fn union_subject_check(dir: &DirectoryFiles, statements: &[(&str, Verified<State
     verify::subject_problems(
         problems,
         format!(
-            "all {} files in the directory are subjects of exactly one receipt, with their digests",
-            dir.files.len()
+            "all {} files in the directory are subjects of exactly one receipt, with their digests{}",
+            dir.files.len(),
+            dir.side_files_note()
         ),
     )
 }
@@ -291,6 +292,7 @@ mod tests {
                 .map(|(n, d)| (n.to_string(), sha(*d)))
                 .collect(),
             problems: vec![],
+            ..DirectoryFiles::default()
         };
         let labelled: Vec<(String, &[u8])> = receipts
             .iter()
@@ -385,6 +387,7 @@ mod tests {
         let dir = Artifact::Directory(DirectoryFiles {
             files: vec![("a.safetensors".into(), sha('a'))],
             problems: vec![],
+            ..DirectoryFiles::default()
         });
         let keys = [key.verifying_key()];
         let converters = [Sha256Hex::parse(CONVERTER).unwrap()];

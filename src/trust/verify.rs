@@ -196,6 +196,23 @@ pub struct DirectoryFiles {
     /// Entries that make the directory unverifiable: symlinks, special
     /// files, names that are not UTF-8.
     pub problems: Vec<String>,
+    /// Signature side files left out, as the receipt is: the root
+    /// `model.sig` (an OpenSSF model signature, which covers the files and
+    /// the receipt, so it cannot be covered by them).
+    pub side_files: Vec<String>,
+}
+
+impl DirectoryFiles {
+    /// What a passing subject check adds about the side files left out.
+    pub fn side_files_note(&self) -> String {
+        if self.side_files.is_empty() {
+            return String::new();
+        }
+        format!(
+            "; left out: {} (OpenSSF model signature, not covered: check it with model_signing verify key)",
+            self.side_files.join(", ")
+        )
+    }
 }
 
 /// What to verify.
@@ -372,8 +389,16 @@ pub(super) fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
                 "the receipt holds more than {MAX_ENVELOPES} envelopes"
             ));
         }
-        let env = serde_json::from_slice::<Envelope>(line)
-            .map_err(|e| format!("line {} is not a DSSE envelope: {e}", i + 1))?;
+        let env = serde_json::from_slice::<Envelope>(line).map_err(|e| {
+            if super::oms::is_sigstore_bundle(line) {
+                format!(
+                    "line {} is a sigstore bundle (an OpenSSF model.sig?), not a DSSE envelope: check a model.sig with model_signing verify key",
+                    i + 1
+                )
+            } else {
+                format!("line {} is not a DSSE envelope: {e}", i + 1)
+            }
+        })?;
         lines.push((i + 1, Ok(env)));
     }
     if lines.is_empty() {
@@ -793,8 +818,9 @@ fn directory_subject_check(dir: &DirectoryFiles, s: &Statement) -> Check {
     subject_problems(
         problems,
         format!(
-            "all {} files in the directory are the receipt's subjects, with their digests",
-            dir.files.len()
+            "all {} files in the directory are the receipt's subjects, with their digests{}",
+            dir.files.len(),
+            dir.side_files_note()
         ),
     )
 }
@@ -1341,6 +1367,7 @@ mod tests {
         Artifact::Directory(DirectoryFiles {
             files: files.iter().map(|(n, s)| (n.to_string(), sha(s))).collect(),
             problems: problems.iter().map(|p| p.to_string()).collect(),
+            side_files: Vec::new(),
         })
     }
 

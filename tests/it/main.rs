@@ -22,6 +22,7 @@ mod environment;
 mod hf_cache;
 mod hostile;
 mod interrupt;
+mod oms;
 mod receipts;
 mod sandbox;
 mod shards;
