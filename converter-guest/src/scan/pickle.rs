@@ -35,8 +35,9 @@
 //!   range; then the same over every argument (string, bytes, text line)
 //!   the readings passed over, since a frame of the wrong length or a
 //!   resynchronisation elsewhere turns such bytes into opcodes. Names
-//!   found only this way are listed as `possible`, outside the allowlist
-//!   only; their calls and hidden names are not counted.
+//!   found only this way are listed as `possible`, if they are outside the
+//!   allowlist and names an unpickler could import (letters, digits, `_`,
+//!   `.`); their calls and hidden names are not counted.
 //!
 //! None of this can make a file look clean: a damaged stream stays
 //! damaged, whatever the other readings find. The resynchronising reading
@@ -777,9 +778,11 @@ impl Walk<'_, '_> {
             _ => false,
         };
         let possible = self.role != Role::Exact;
-        if possible && allowlisted {
-            // What a damaged stream possibly names is listed for its risk;
-            // an allowlisted name adds none.
+        if possible && (allowlisted || !(module.identifier && name.identifier)) {
+            // What a damaged stream possibly names is listed for its risk:
+            // an allowlisted name adds none, and text that is no name an
+            // unpickler could import (a resynchronised walk reading the
+            // middle of a string as a GLOBAL line) is noise.
             return;
         }
         self.out.globals_total += 1;
