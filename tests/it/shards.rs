@@ -362,6 +362,30 @@ fn shard_usage_errors_are_refused_before_any_work() {
             vec!["convert", src, "--shard", "1/2", "-o", &inside],
             "is inside the source",
         ),
+        (
+            vec![
+                "convert",
+                src,
+                "--shard",
+                "1/2",
+                "--cyclonedx",
+                "/tmp/never.cdx.json",
+            ],
+            "--cyclonedx does not apply with --shard",
+        ),
+        (
+            vec![
+                "convert",
+                src,
+                "--shard",
+                "1/2",
+                "--key",
+                "/tmp/never.key",
+                "--oms-key",
+                "/tmp/never.key",
+            ],
+            "--oms-key does not apply with --shard",
+        ),
         (vec!["plan", src, "--shards", "0"], "--shards"),
         (
             vec!["plan", tied.to_str().unwrap(), "--shards", "2"],
@@ -385,4 +409,58 @@ fn shard_usage_errors_are_refused_before_any_work() {
         "{}",
         run.stderr
     );
+}
+
+/// A verification summary of a gathered directory names every shard
+/// receipt it checked, by digest, and every served file as a subject.
+#[test]
+fn a_vsa_of_a_shard_set_names_every_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let sources = batch(&tmp.path().join("src"));
+    let machines = run_shards(&sources, 3, &tmp.path().join("out"), &key);
+    let all = tmp.path().join("gathered");
+    gather(&machines, &all);
+    let dir = all.join("diffusers_nested");
+    let receipts = shard_receipts(&dir);
+    assert!(receipts.len() >= 2, "{receipts:?}");
+    let vsa = tmp.path().join("diffusers.vsa.jsonl");
+    let mut args = vec!["verify", dir.to_str().unwrap(), "--receipt"];
+    args.extend(receipts.iter().map(String::as_str));
+    args.extend([
+        "--trusted-key",
+        &public,
+        "--vsa",
+        vsa.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    let run = decant(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let text = fs::read_to_string(&vsa).unwrap();
+    let env: decant::trust::dsse::Envelope = serde_json::from_str(text.trim_end()).unwrap();
+    let pubkey = decant::trust::keys::load_public_key(Path::new(&public)).unwrap();
+    let verified = decant::trust::dsse::verify(&env, &[pubkey]).unwrap();
+    let st: Value = serde_json::from_slice(&verified.payload).unwrap();
+    assert_eq!(st["predicate"]["verificationResult"], "PASSED");
+    let mut inputs: Vec<String> = st["predicate"]["inputAttestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["digest"]["sha256"].as_str().unwrap().to_string())
+        .collect();
+    inputs.sort();
+    let mut want: Vec<String> = receipts
+        .iter()
+        .map(|r| crate::common::sha256_hex(&fs::read(r).unwrap()))
+        .collect();
+    want.sort();
+    assert_eq!(inputs, want);
+    let subjects = st["subject"].as_array().unwrap().len();
+    let served = files_under(&dir)
+        .iter()
+        .filter(|f| !f.starts_with("decant.shard-"))
+        .count();
+    assert_eq!(subjects, served);
 }
