@@ -99,6 +99,10 @@ pub struct Unit {
     /// Paths in the source, `/`-separated; the first names the unit.
     pub files: Vec<String>,
     pub bytes: u64,
+    /// The sha256 of each index in the unit (read while planning anyway):
+    /// machines that read different indexes plan differently.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<Sha256Hex>,
     #[serde(skip)]
     pub kind: UnitKind,
 }
@@ -144,32 +148,62 @@ pub struct BatchPlan {
 }
 
 /// The units of one directory's plan, sorted by their first file.
+/// Indexes that name a common checkpoint (`model.bin.index.json` and a
+/// variant's index over the same shards) are one unit: each rewritten
+/// index needs that checkpoint's output, and it must be made once.
 pub fn units(plan: &Plan) -> Vec<Unit> {
-    let mut in_index: BTreeSet<String> = BTreeSet::new();
-    let mut units = Vec::new();
+    // (index paths with their sha256 and size, checkpoint paths)
+    type Group = (Vec<(String, Sha256Hex, u64)>, BTreeSet<String>);
+    let mut groups: Vec<Group> = Vec::new();
     for ix in &plan.indexes {
-        let mut files = vec![ix.source.path.clone()];
-        let mut bytes = ix.source.bytes;
-        for shard in &ix.shards {
-            let path = match ix.source.dir() {
+        let checkpoints: BTreeSet<String> = ix
+            .shards
+            .iter()
+            .map(|shard| match ix.source.dir() {
                 "" => shard.clone(),
                 dir => format!("{dir}/{shard}"),
-            };
-            if let Some(f) = plan.files.iter().find(|f| f.source.path == path) {
+            })
+            .collect();
+        let mut merged: Group = (
+            vec![(ix.source.path.clone(), ix.sha256.clone(), ix.source.bytes)],
+            checkpoints,
+        );
+        let (overlapping, rest): (Vec<Group>, Vec<Group>) = groups
+            .into_iter()
+            .partition(|g| !g.1.is_disjoint(&merged.1));
+        for g in overlapping {
+            merged.0.extend(g.0);
+            merged.1.extend(g.1);
+        }
+        groups = rest;
+        groups.push(merged);
+    }
+    let mut in_index: BTreeSet<String> = BTreeSet::new();
+    let mut units = Vec::new();
+    for (mut indexes, checkpoints) in groups {
+        indexes.sort();
+        let mut bytes = indexes.iter().fold(0u64, |b, i| b.saturating_add(i.2));
+        for path in &checkpoints {
+            if let Some(f) = plan.files.iter().find(|f| f.source.path == *path) {
                 bytes = bytes.saturating_add(f.source.bytes);
             }
-            in_index.insert(path.clone());
-            files.push(path);
         }
+        in_index.extend(checkpoints.iter().cloned());
         units.push(Unit {
-            files,
+            files: indexes
+                .iter()
+                .map(|i| i.0.clone())
+                .chain(checkpoints)
+                .collect(),
             bytes,
+            indexes: indexes.into_iter().map(|i| i.1).collect(),
             kind: UnitKind::Index,
         });
     }
     let single = |path: &str, bytes: u64, kind| Unit {
         files: vec![path.to_string()],
         bytes,
+        indexes: Vec::new(),
         kind,
     };
     for f in plan
@@ -276,6 +310,13 @@ pub fn plan(paths: &[PathBuf], count: u32) -> Result<BatchPlan> {
     for path in paths {
         let name = source_name(path)?;
         if let Some(other) = by_name.insert(name.clone(), path.clone()) {
+            if other.canonicalize().ok() == path.canonicalize().ok() {
+                return Err(Error::new(
+                    Kind::Usage,
+                    format!("{} is given twice", path.display()),
+                    "give each model directory once",
+                ));
+            }
             return Err(Error::new(
                 Kind::Usage,
                 format!(
@@ -362,6 +403,8 @@ impl BatchPlan {
                 shard: shard.index,
                 count: shard.count,
                 plan: self.sha256.clone(),
+                directory: self.sources.get(source).map(|s| s.name.clone())?,
+                directory_units: Sha256Hex::of(&serde_json::to_vec(&units).unwrap_or_default()),
                 directory_shards: self.shards_of(source),
             },
             files,
@@ -516,6 +559,7 @@ mod tests {
                 .map(|(i, &bytes)| Unit {
                     files: vec![format!("f{i}")],
                     bytes,
+                    indexes: Vec::new(),
                     kind: UnitKind::Checkpoint,
                 })
                 .collect(),

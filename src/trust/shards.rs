@@ -166,6 +166,12 @@ fn shards_check(statements: &[(&str, Verified<Statement>)]) -> Check {
                 p.shard, p.count, p.plan, first.shard, first.count, first.plan
             ));
         }
+        if p.directory != first.directory || p.directory_units != first.directory_units {
+            return fail(format!(
+                "{label} covers part of directory {:?} (units {}) of the plan, {first_label} part of {:?} (units {}): receipts of different directories do not add up to one",
+                p.directory, p.directory_units, first.directory, first.directory_units
+            ));
+        }
         if p.directory_shards != first.directory_shards {
             return fail(format!(
                 "{label} expects shards {:?} in this directory, {first_label} expects {:?}",
@@ -280,6 +286,8 @@ mod tests {
             shard,
             count: 3,
             plan: Sha256Hex::parse(PLAN).unwrap(),
+            directory: "model".into(),
+            directory_units: Sha256Hex::parse(PLAN).unwrap(),
             directory_shards: of.to_vec(),
         });
         receipt::to_line(&receipt::sign_statement(&s, key))

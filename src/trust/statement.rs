@@ -167,6 +167,12 @@ pub struct ShardParameters {
     pub count: u32,
     /// The plan's sha256: every shard of one batch computed the same plan.
     pub plan: Sha256Hex,
+    /// Which of the plan's directories this receipt covers part of (its
+    /// name in the plan).
+    pub directory: String,
+    /// The sha256 of that directory's units as planned (files, sizes,
+    /// index digests): receipts of one directory agree on it.
+    pub directory_units: Sha256Hex,
     /// The shards with work in this directory, ascending: the receipts a
     /// verifier needs to cover it.
     pub directory_shards: Vec<u32>,

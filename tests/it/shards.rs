@@ -409,6 +409,9 @@ fn shard_usage_errors_are_refused_before_any_work() {
         "{}",
         run.stderr
     );
+    let run = decant(&["plan", src, src, "--shards", "2"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("is given twice"), "{}", run.stderr);
 }
 
 /// A verification summary of a gathered directory names every shard
@@ -463,4 +466,66 @@ fn a_vsa_of_a_shard_set_names_every_receipt() {
         .filter(|f| !f.starts_with("decant.shard-"))
         .count();
     assert_eq!(subjects, served);
+}
+
+/// Review of issue 14: receipts of two directories of one plan (same plan,
+/// same shard list) must not add up to a directory no run produced.
+#[test]
+fn receipts_of_two_directories_of_one_plan_do_not_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let src = tmp.path().join("src");
+    for name in ["A", "B"] {
+        copy_tree(&fixture("dirs/mixed"), &src.join(name));
+    }
+    let sources = vec![src.join("A"), src.join("B")];
+    let machines = run_shards(&sources, 2, &tmp.path().join("out"), &key);
+    // A's directory assembled from one machine's part of B and the other
+    // machine's part of A (the sources are identical but for their names).
+    let (mb, ma) = [(0, 1), (1, 0)]
+        .into_iter()
+        .find(|&(b, a)| machines[b].join("B").exists() && machines[a].join("A").exists())
+        .expect("both machines have work in both directories");
+    let stitched = tmp.path().join("stitched");
+    copy_tree(&machines[mb].join("B"), &stitched);
+    copy_tree(&machines[ma].join("A"), &stitched);
+    let receipts = shard_receipts(&stitched);
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    let (run, v) = verify_set(&stitched, &receipts, &public);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(failed(&v).contains(&"shards".to_string()), "{v}");
+    assert!(
+        v.to_string().contains("receipts of different directories"),
+        "{v}"
+    );
+}
+
+/// Review of issue 14: two indexes over the same checkpoints (an index and
+/// a variant's) are one unit of work, so the checkpoints are converted
+/// once and the gathered directory verifies.
+#[test]
+fn indexes_sharing_checkpoints_are_one_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let dir = tmp.path().join("src").join("S");
+    copy_tree(&fixture("dirs/sharded"), &dir);
+    fs::copy(
+        dir.join("pytorch_model.bin.index.json"),
+        dir.join("pytorch_model.bin.index.fp16.json"),
+    )
+    .unwrap();
+    let plan = plan_json(std::slice::from_ref(&dir), "2");
+    let units: Vec<&Value> = plan["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["units"].as_array().unwrap())
+        .filter(|u| u["kind"] == "sharded checkpoint")
+        .collect();
+    assert_eq!(units.len(), 1, "{plan}");
+    let machines = run_shards(std::slice::from_ref(&dir), 2, &tmp.path().join("out"), &key);
+    let all = tmp.path().join("all");
+    gather(&machines, &all);
+    let (run, _) = verify_set(&all, &shard_receipts(&all), &public);
+    assert_eq!(run.code, 0, "{}", run.stdout);
 }
