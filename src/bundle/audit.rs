@@ -301,6 +301,10 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
     let mut receipts = Vec::new();
     let mut receipt_sources = Vec::new();
     let mut covered: BTreeMap<String, String> = BTreeMap::new();
+    let mut shard_sets: BTreeMap<
+        String,
+        Vec<(String, verify::Verified<crate::trust::statement::Statement>)>,
+    > = BTreeMap::new();
     let mut files = Vec::new();
     for (path, seen) in &visited.files {
         let name = last_component(path);
@@ -361,9 +365,15 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             if let Some(bytes) = &seen.text {
                 if manifest::claims_bundle_predicate(bytes) {
                     class = FileClass::BundleManifest;
-                } else if let Some((r, sources)) =
+                } else if let Some((r, sources, shard)) =
                     verified_receipt(path, dir_prefix, bytes, &seen.sha256, trust, &digests)
                 {
+                    if let Some(statement) = shard {
+                        shard_sets
+                            .entry(dir_prefix.to_string())
+                            .or_default()
+                            .push((path.clone(), statement));
+                    }
                     for f in &r.covers {
                         covered.insert(f.clone(), path.clone());
                     }
@@ -399,6 +409,23 @@ pub fn audit(sandbox: &Sandbox, opts: &Options<'_>) -> Result<Audit> {
             scan: seen.scan.as_ref().ok().cloned(),
             conversion: seen.conversion.clone(),
         });
+    }
+    // Shard receipts vouch for a directory only together: one that is
+    // missing leaves files nobody converted looking proven.
+    for set in shard_sets.values() {
+        let labelled: Vec<(&str, _)> = set.iter().map(|(p, s)| (p.as_str(), s.clone())).collect();
+        let check = crate::trust::shards::shards_check(&labelled);
+        if !check.passed {
+            findings.push(Finding::new(
+                Severity::High,
+                FindingKind::ShardSetIncomplete,
+                labelled.first().map_or("", |l| l.0),
+                format!(
+                    "the shard receipts here are not a complete set: {}",
+                    check.detail
+                ),
+            ));
+        }
     }
     for f in files.iter().filter(|f| f.class == FileClass::Safetensors) {
         if f.scan.as_ref().is_some_and(|s| s.damaged.is_some()) {
@@ -672,7 +699,11 @@ fn verified_receipt(
     sha256: &Sha256Hex,
     trust: Trust<'_>,
     digests: &BTreeMap<&str, &Sha256Hex>,
-) -> Option<(manifest::VerifiedReceipt, ReceiptSources)> {
+) -> Option<(
+    manifest::VerifiedReceipt,
+    ReceiptSources,
+    Option<verify::Verified<crate::trust::statement::Statement>>,
+)> {
     if trust.keys.is_empty() {
         return None;
     }
@@ -714,5 +745,12 @@ fn verified_receipt(
             .unwrap_or_default(),
         covers,
     };
-    Some((receipt, sources))
+    let shard = statement
+        .predicate
+        .build_definition
+        .external_parameters
+        .shard
+        .is_some()
+        .then(|| statement.clone());
+    Some((receipt, sources, shard))
 }

@@ -54,6 +54,9 @@ pub enum FindingKind {
     SafetensorsProven,
     /// A receipt in the bundle that does not verify with a trusted key.
     ReceiptUnverified,
+    /// Shard receipts (`convert --shard`) of one directory that do not add
+    /// up: a shard missing, or receipts of different plans or directories.
+    ShardSetIncomplete,
     /// A chat template (tokenizer config, `.jinja`, GGUF metadata).
     ChatTemplate,
     /// A PEFT adapter whose base model is not pinned to a commit.

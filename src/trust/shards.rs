@@ -131,8 +131,9 @@ fn shard_of(s: &Statement) -> Option<&ShardParameters> {
         .as_ref()
 }
 
-/// Step 2.
-fn shards_check(statements: &[(&str, Verified<Statement>)]) -> Check {
+/// Step 2: whether authenticated shard receipts make one complete set
+/// (also what `decant audit` asks of the shard receipts it finds).
+pub fn shards_check(statements: &[(&str, Verified<Statement>)]) -> Check {
     let fail = |detail: String| Check::fail(CheckName::Shards, detail);
     let mut params: Vec<(&str, &ShardParameters)> = Vec::new();
     for (label, s) in statements {

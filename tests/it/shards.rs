@@ -529,3 +529,59 @@ fn indexes_sharing_checkpoints_are_one_unit() {
     let (run, _) = verify_set(&all, &shard_receipts(&all), &public);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+/// Review of issue 14: `decant audit` checks shard receipts as a set, so a
+/// gathered directory with a shard missing is a high finding (and a bundle
+/// attested from it fails `verify --fail-on high`), while a complete set is
+/// proven as usual.
+#[test]
+fn audit_finds_an_incomplete_shard_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(tmp.path());
+    let sources = batch(&tmp.path().join("src"));
+    let machines = run_shards(&sources, 3, &tmp.path().join("out"), &key);
+    let all = tmp.path().join("all");
+    gather(&machines, &all);
+    let audit = |dir: &Path| -> (i32, Value) {
+        let run = decant(&[
+            "audit",
+            dir.to_str().unwrap(),
+            "--trusted-key",
+            &public,
+            "--json",
+        ]);
+        (run.code, serde_json::from_str(run.stdout.trim()).unwrap())
+    };
+    let kinds = |v: &Value| -> Vec<String> {
+        v["audit"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = audit(&all.join("gpt2_sharded"));
+    assert!(
+        !kinds(&v).contains(&"shard_set_incomplete".to_string()),
+        "{v}"
+    );
+
+    let skipped = machines
+        .iter()
+        .position(|m| m.join("gpt2_sharded").exists())
+        .unwrap();
+    let partial = tmp.path().join("partial");
+    let kept: Vec<PathBuf> = machines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != skipped)
+        .map(|(_, m)| m.clone())
+        .collect();
+    gather(&kept, &partial);
+    let (code, v) = audit(&partial.join("gpt2_sharded"));
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        kinds(&v).contains(&"shard_set_incomplete".to_string()),
+        "{v}"
+    );
+}
