@@ -26,7 +26,8 @@ use crate::model_dir::{self, Plan};
 use crate::source_tree::SourceTree;
 use crate::trust::statement::{Sha256Hex, ShardParameters};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -286,19 +287,20 @@ fn assign(count: u32, sources: &[PlannedSource]) -> Vec<Vec<u32>> {
         let bytes = |x: Option<&Unit>| x.map_or(0, |u| u.bytes);
         bytes(ub).cmp(&bytes(ua)).then(a.cmp(&b))
     });
-    let mut loads = vec![0u64; count as usize];
+    // The lightest shard (the lowest-numbered on a tie) is the heap's
+    // smallest (load, index): planning costs O(units log shards).
+    let mut loads: BinaryHeap<Reverse<(u64, u32)>> = (0..count).map(|i| Reverse((0, i))).collect();
     let mut assignment: Vec<Vec<u32>> = sources.iter().map(|s| vec![0; s.units.len()]).collect();
     for (s, u) in order {
-        let lightest = loads
-            .iter()
-            .enumerate()
-            .min_by_key(|&(i, load)| (*load, i))
-            .map_or(0, |(i, _)| i);
-        if let Some(load) = loads.get_mut(lightest) {
-            *load = load.saturating_add(unit((s, u)).map_or(0, |x| x.bytes));
-        }
+        let Some(Reverse((load, lightest))) = loads.pop() else {
+            break;
+        };
+        loads.push(Reverse((
+            load.saturating_add(unit((s, u)).map_or(0, |x| x.bytes)),
+            lightest,
+        )));
         if let Some(slot) = assignment.get_mut(s).and_then(|a| a.get_mut(u)) {
-            *slot = lightest as u32 + 1;
+            *slot = lightest + 1;
         }
     }
     assignment

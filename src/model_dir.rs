@@ -1356,6 +1356,18 @@ fn refuse_bom_path(
             "--cyclonedx",
         )?;
     }
+    // Checked now, not when the BOM is written after every conversion.
+    let parent = match bom.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::new(
+            Kind::Usage,
+            format!("--cyclonedx: {} is not a directory", parent.display()),
+            "write the BOM into a directory that exists, outside the model",
+        ));
+    }
     output::check_target_hinted(bom, force, output::BOM_EXISTS_HINT)
 }
 

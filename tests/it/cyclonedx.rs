@@ -681,3 +681,29 @@ fn a_bom_over_a_file_decant_reads_is_refused() {
     assert_eq!(kept(&public), public_bytes);
     assert!(!out.exists());
 }
+
+/// Review of issue 14: a BOM path whose directory does not exist is
+/// refused before any checkpoint is converted, not after.
+#[test]
+fn a_bom_path_in_a_missing_directory_is_refused_before_converting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_fixture_dir("dirs/single", &src, None);
+    let out = tmp.path().join("out");
+    let bom = tmp.path().join("nodir").join("bom.json");
+    let run = decant(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--cyclonedx",
+        bom.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(
+        !out.exists(),
+        "the conversion ran before the BOM path was checked"
+    );
+}
