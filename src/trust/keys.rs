@@ -205,6 +205,24 @@ fn describe_algorithm(oid: &str) -> String {
     format!("it is {name}, algorithm OID {oid}")
 }
 
+/// An encrypted PKCS#8 key: decant never prompts for a passphrase.
+fn encrypted_private_key(path: &Path) -> Error {
+    Error::new(
+        Kind::Usage,
+        format!("private key {} is encrypted", path.display()),
+        "decrypt it first: openssl pkey -in KEY -out PLAIN.pem (keep it mode 0600)",
+    )
+}
+
+/// A public key given where a signing key is needed.
+fn public_not_private(path: &Path) -> Error {
+    Error::new(
+        Kind::Usage,
+        format!("{} is a public key, not a private key", path.display()),
+        "sign with the private key file (the one without .pub)",
+    )
+}
+
 fn wrong_type(path: &Path, what: &str, found: &str) -> Error {
     // An ECDSA key here is most likely the --oms-key one given to --key.
     let hint = if found.contains("EC") {
@@ -259,20 +277,8 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
     let text = read_text(path, what)?;
     match pem_label(&text) {
         Some("PRIVATE KEY") => {}
-        Some("ENCRYPTED PRIVATE KEY") => {
-            return Err(Error::new(
-                Kind::Usage,
-                format!("private key {} is encrypted", path.display()),
-                "decrypt it first: openssl pkey -in KEY -out PLAIN.pem (keep it mode 0600)",
-            ))
-        }
-        Some("PUBLIC KEY") => {
-            return Err(Error::new(
-                Kind::Usage,
-                format!("{} is a public key, not a private key", path.display()),
-                "sign with the private key file (the one without .pub)",
-            ))
-        }
+        Some("ENCRYPTED PRIVATE KEY") => return Err(encrypted_private_key(path)),
+        Some("PUBLIC KEY") => return Err(public_not_private(path)),
         Some(label @ ("RSA PRIVATE KEY" | "EC PRIVATE KEY" | "DSA PRIVATE KEY")) => {
             return Err(wrong_type(path, what, &format!("it is a PEM {label}")))
         }
@@ -417,20 +423,8 @@ pub fn load_oms_signing_key(path: &Path) -> Result<p256::ecdsa::SigningKey> {
         }
         Some("EC PRIVATE KEY") => p256::SecretKey::from_sec1_pem(&text)
             .map_err(|_| wrong("a SEC1 EC key that is not on curve P-256, or is damaged"))?,
-        Some("ENCRYPTED PRIVATE KEY") => {
-            return Err(Error::new(
-                Kind::Usage,
-                format!("private key {} is encrypted", path.display()),
-                "decrypt it first: openssl pkey -in KEY -out PLAIN.pem (keep it mode 0600)",
-            ))
-        }
-        Some("PUBLIC KEY") => {
-            return Err(Error::new(
-                Kind::Usage,
-                format!("{} is a public key, not a private key", path.display()),
-                "sign with the private key file (the one without .pub)",
-            ))
-        }
+        Some("ENCRYPTED PRIVATE KEY") => return Err(encrypted_private_key(path)),
+        Some("PUBLIC KEY") => return Err(public_not_private(path)),
         Some(other) => return Err(wrong(&format!("it is a PEM {other}"))),
         None => {
             return Err(Error::new(
