@@ -459,30 +459,6 @@ pub struct ShardConverted {
     pub directories: Vec<model_dir::DirConverted>,
 }
 
-/// `path` made absolute with every existing ancestor resolved, so two
-/// spellings of one place compare equal.
-fn resolved(path: &Path) -> Result<PathBuf> {
-    let absolute = std::path::absolute(path)
-        .map_err(|e| Error::io(format!("cannot resolve {}", path.display()), &e))?;
-    let mut existing = absolute.clone();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(p) = existing.canonicalize() {
-            return Ok(rest
-                .into_iter()
-                .rev()
-                .fold(p, |p, c: std::ffi::OsString| p.join(c)));
-        }
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.pop(),
-        ) {
-            (Some(name), true) => rest.push(name),
-            _ => return Ok(absolute),
-        }
-    }
-}
-
 /// Converts one shard's part of every source.
 pub fn convert_shard(
     sandbox: &crate::sandbox::Sandbox,
@@ -507,7 +483,10 @@ pub fn convert_shard(
             (Some(out), _) => out.join(&src.name),
             (None, _) => src.path.clone(),
         };
-        let (out_r, src_r) = (resolved(&out)?, resolved(&src.path)?);
+        let (out_r, src_r) = (
+            crate::output::resolved(&out)?,
+            crate::output::resolved(&src.path)?,
+        );
         if out_r != src_r && out_r.starts_with(&src_r) {
             return Err(Error::new(
                 Kind::Usage,

@@ -161,7 +161,7 @@ pub fn check_target_hinted(target: &Path, force: bool, hint: &'static str) -> Re
 /// Where `p` leads, as far as it exists: the longest existing prefix of
 /// its absolute form resolved (symlinks, `..`), the rest appended as
 /// written (it does not exist, so it holds no symlink to resolve).
-fn resolved(p: &Path) -> Result<PathBuf> {
+pub(crate) fn resolved(p: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(p)
         .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), &e))?;
     let mut existing = abs.clone();
