@@ -151,13 +151,47 @@ impl ReceiptFile {
     }
 }
 
+/// The converters a receipt may name: the embedded guest and each
+/// `--allow-converter`.
+fn trusted_converters(allowed: &[String]) -> Result<Vec<Sha256Hex>> {
+    let mut converters = vec![guest::sha256()];
+    for c in allowed {
+        converters.push(hex_digest(c, "--allow-converter")?);
+    }
+    Ok(converters)
+}
+
+/// `--policy-sha256`, parsed.
+fn policy_pin(given: Option<&str>) -> Result<Option<Sha256Hex>> {
+    given.map(|h| hex_digest(h, "--policy-sha256")).transpose()
+}
+
+/// What a conversion receipt's verification required, as a verification
+/// summary records it.
+fn conversion_policy(
+    trusted_key_fingerprints: &[String],
+    mut converters: Vec<Sha256Hex>,
+    source_sha256: Option<Sha256Hex>,
+    source_directory: bool,
+    policy_sha256: Option<Sha256Hex>,
+    reproduce: bool,
+) -> VerifyPolicy {
+    converters.sort();
+    converters.dedup();
+    VerifyPolicy::ConversionReceipt {
+        trusted_keys: sorted(trusted_key_fingerprints),
+        converters,
+        source_sha256,
+        source_directory,
+        policy_sha256,
+        reproduce,
+    }
+}
+
 /// Runs every check.
 pub fn run(args: &Args) -> Result<Outcome> {
     let trusted = keys::load_public_keys(&args.trusted_keys)?;
-    let mut converters = vec![guest::sha256()];
-    for c in &args.allow_converters {
-        converters.push(hex_digest(c, "--allow-converter")?);
-    }
+    let converters = trusted_converters(&args.allow_converters)?;
     let directory = args.artifact.is_dir();
     if directory && args.source_sha256.is_some() {
         return Err(Error::new(
@@ -172,11 +206,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         (None, Some(hex)) => Some(hex_digest(hex, "--source-sha256")?),
         (None, None) => None,
     };
-    let policy_pin = args
-        .policy_sha256
-        .as_deref()
-        .map(|h| hex_digest(h, "--policy-sha256"))
-        .transpose()?;
+    let policy_pin = policy_pin(args.policy_sha256.as_deref())?;
     let (receipt, receipt_id) = (&args.receipt.bytes, args.receipt.id);
     let artifact = if directory {
         let dir = crate::output::open_dir(&args.artifact)?;
@@ -225,16 +255,14 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Artifact::Directory(files) => (None, Some(files)),
     };
     let trusted_key_fingerprints: Vec<String> = trusted.iter().map(keys::fingerprint).collect();
-    converters.sort();
-    converters.dedup();
-    let policy = VerifyPolicy::ConversionReceipt {
-        trusted_keys: sorted(&trusted_key_fingerprints),
+    let policy = conversion_policy(
+        &trusted_key_fingerprints,
         converters,
-        source_sha256: source_pin,
-        source_directory: directory && args.source.is_some(),
-        policy_sha256: policy_pin,
-        reproduce: args.reproduce,
-    };
+        source_pin,
+        directory && args.source.is_some(),
+        policy_pin,
+        args.reproduce,
+    );
     Ok(Outcome {
         artifact: args.artifact.clone(),
         receipt: args.receipt.path.clone(),
@@ -581,15 +609,8 @@ pub struct SetArgs {
 /// together ([`crate::trust::shards`]).
 pub fn run_set(args: &SetArgs) -> Result<Outcome> {
     let trusted = keys::load_public_keys(&args.trusted_keys)?;
-    let mut converters = vec![guest::sha256()];
-    for c in &args.allow_converters {
-        converters.push(hex_digest(c, "--allow-converter")?);
-    }
-    let policy_pin = args
-        .policy_sha256
-        .as_deref()
-        .map(|h| hex_digest(h, "--policy-sha256"))
-        .transpose()?;
+    let converters = trusted_converters(&args.allow_converters)?;
+    let policy_pin = policy_pin(args.policy_sha256.as_deref())?;
     if !args.dir.is_dir() {
         return Err(Error::new(
             Kind::Usage,
@@ -628,16 +649,14 @@ pub fn run_set(args: &SetArgs) -> Result<Outcome> {
         policy_sha256_pin: policy_pin.clone(),
     });
     let trusted_key_fingerprints: Vec<String> = trusted.iter().map(keys::fingerprint).collect();
-    converters.sort();
-    converters.dedup();
-    let policy = VerifyPolicy::ConversionReceipt {
-        trusted_keys: sorted(&trusted_key_fingerprints),
+    let policy = conversion_policy(
+        &trusted_key_fingerprints,
         converters,
-        source_sha256: None,
-        source_directory: false,
-        policy_sha256: policy_pin,
-        reproduce: false,
-    };
+        None,
+        false,
+        policy_pin,
+        false,
+    );
     Ok(Outcome {
         artifact: args.dir.clone(),
         receipt: args
