@@ -204,15 +204,8 @@ impl BundleVerdict {
 /// claims the bundle predicate), before any verification: only to tell
 /// `decant verify` which verifier to run. Nothing read here is trusted.
 pub fn claims_bundle_predicate(bytes: &[u8]) -> bool {
-    let Ok(envelopes) = split_envelopes(bytes) else {
-        return false;
-    };
-    envelopes.iter().any(|(_, env)| {
-        env.as_ref()
-            .ok()
-            .and_then(|e| dsse::decode_base64(&e.payload).ok())
-            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-            .is_some_and(|v| v.get("predicateType").and_then(Value::as_str) == Some(PREDICATE_TYPE))
+    super::verify::any_unverified_payload(bytes, |v| {
+        v.get("predicateType").and_then(Value::as_str) == Some(PREDICATE_TYPE)
     })
 }
 

@@ -28,18 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// verifier refuses a shard receipt for a directory, and this one requires
 /// every shard, so choosing wrongly can only fail.
 pub fn claims_shard(bytes: &[u8]) -> bool {
-    let Ok(envelopes) = super::verify::split_envelopes(bytes) else {
-        return false;
-    };
-    envelopes.iter().any(|(_, env)| {
-        env.as_ref()
-            .ok()
-            .and_then(|e| super::dsse::decode_base64(&e.payload).ok())
-            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
-            .is_some_and(|v| {
-                v.pointer("/predicate/buildDefinition/externalParameters/shard")
-                    .is_some()
-            })
+    super::verify::any_unverified_payload(bytes, |v| {
+        v.pointer("/predicate/buildDefinition/externalParameters/shard")
+            .is_some()
     })
 }
 

@@ -364,6 +364,22 @@ fn annotate_first(v: &mut Verdict, note: String) {
 
 pub(super) type Parsed = (usize, Result<Envelope, String>);
 
+/// Whether any envelope's payload, parsed as JSON without checking its
+/// signature, satisfies `claim`: only for choosing which verifier to run,
+/// never for a decision.
+pub(super) fn any_unverified_payload(bytes: &[u8], claim: impl Fn(&Value) -> bool) -> bool {
+    let Ok(envelopes) = split_envelopes(bytes) else {
+        return false;
+    };
+    envelopes.iter().any(|(_, env)| {
+        env.as_ref()
+            .ok()
+            .and_then(|e| dsse::decode_base64(&e.payload).ok())
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .is_some_and(|v| claim(&v))
+    })
+}
+
 /// One envelope (a JSON document, possibly pretty-printed) or JSON Lines of
 /// envelopes, each with its 1-based line number.
 pub(super) fn split_envelopes(bytes: &[u8]) -> Result<Vec<Parsed>, String> {
