@@ -518,11 +518,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 },
             )?;
             render::audit(&audit, json);
-            Ok(if audit.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(verdict_status(audit.passed()))
         }
         Command::Attest {
             dir,
@@ -616,11 +612,14 @@ fn run(command: Command) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            let set = receipt.len() > 1
-                || (artifact.is_dir()
-                    && receipt.first().is_some_and(|r| {
-                        crate::gate::ReceiptFile::read(r).is_ok_and(|r| r.is_shard_receipt())
-                    }));
+            // A directory's one receipt is read now to tell a shard receipt
+            // (checked as a set) from the rest; an unreadable one is
+            // reported by the path that reads it below.
+            let first = match (receipt.as_slice(), artifact.is_dir()) {
+                ([only], true) => crate::gate::ReceiptFile::read(only).ok(),
+                _ => None,
+            };
+            let set = receipt.len() > 1 || first.as_ref().is_some_and(|r| r.is_shard_receipt());
             if set {
                 let pins = [
                     ("--source", source.is_some()),
@@ -635,10 +634,13 @@ fn run(command: Command) -> Result<ExitCode> {
                         "verify the gathered directory with every shard's receipt and --trusted-key (and --policy-sha256, --allow-converter)",
                     ));
                 }
-                let receipts = receipt
-                    .iter()
-                    .map(|r| crate::gate::ReceiptFile::read(r))
-                    .collect::<Result<Vec<_>>>()?;
+                let receipts = match first {
+                    Some(r) => vec![r],
+                    None => receipt
+                        .iter()
+                        .map(|r| crate::gate::ReceiptFile::read(r))
+                        .collect::<Result<Vec<_>>>()?,
+                };
                 if let Some(m) = receipts.iter().find(|r| r.is_bundle_manifest()) {
                     return Err(Error::new(
                         Kind::Usage,
@@ -660,15 +662,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     vsa.write_conversion(&mut outcome)?;
                 }
                 render::verification(&outcome, json);
-                return Ok(if outcome.passed() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
+                return Ok(verdict_status(outcome.passed()));
             }
-            let receipt = match receipt.first() {
-                Some(r) => crate::gate::ReceiptFile::read(r)?,
-                None => {
+            let receipt = match (first, receipt.first()) {
+                (Some(r), _) => r,
+                (None, Some(r)) => crate::gate::ReceiptFile::read(r)?,
+                (None, None) => {
                     return Err(Error::new(
                         Kind::Usage,
                         "no --receipt was given",
@@ -702,11 +701,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     vsa.write_bundle(&mut outcome)?;
                 }
                 render::bundle_verification(&outcome, json);
-                return Ok(if outcome.passed() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
+                return Ok(verdict_status(outcome.passed()));
             }
             if !require.is_empty() {
                 return Err(Error::new(
@@ -733,11 +728,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 vsa.write_conversion(&mut outcome)?;
             }
             render::verification(&outcome, json);
-            Ok(if outcome.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(verdict_status(outcome.passed()))
         }
     }
 }
@@ -785,4 +776,14 @@ fn convert_shard(
     progress.finish();
     render::shard_converted(&done?, json);
     Ok(ExitCode::SUCCESS)
+}
+
+/// 0 when every check passed, 1 when one failed (not verified, or a
+/// finding at or above --fail-on).
+fn verdict_status(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
