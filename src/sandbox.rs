@@ -302,6 +302,12 @@ impl Sandbox {
         })
     }
 
+    /// The module this sandbox runs (for tests that inspect what the
+    /// binary actually loads).
+    pub fn module(&self) -> &Module {
+        self.pre.module()
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
