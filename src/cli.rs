@@ -48,7 +48,7 @@ enum Command {
         /// A Hugging Face cache repository (models--ORG--NAME): the branch, tag or commit to convert [default: main].
         #[arg(long, value_name = "REF")]
         revision: Option<String>,
-        /// Directory mode: conversions to run at once [default: the number of cores].
+        /// Directory mode: cores to keep busy, one conversion on each [default: the number of cores].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: Option<u16>,
         /// Sign a receipt for the conversion with this private key (PKCS#8 PEM).

@@ -6,7 +6,7 @@ use crate::output::{self, Pending};
 use crate::policy::Policy;
 use crate::receipt::{ReceiptInput, SourceFile};
 use crate::sandbox::{Entry, Sandbox};
-use crate::sink::OutputSink;
+use crate::sink::{Cores, OutputSink};
 use crate::trust::statement::{ReceiptReport, Sha256Hex};
 use crate::validate;
 use decant_abi::{Outcome, Report};
@@ -265,6 +265,7 @@ pub fn prepare(sandbox: &Sandbox, opts: &Options) -> Result<Prepared> {
         output_shown: output,
         strict: opts.strict,
         force: opts.force,
+        cores: Cores::available(),
     };
     prepare_job(sandbox, job, pending)
 }
@@ -278,6 +279,8 @@ pub struct Job {
     pub output_shown: PathBuf,
     pub strict: bool,
     pub force: bool,
+    /// Whether hashing and writing may run on threads of their own.
+    pub cores: Cores,
 }
 
 /// Converts an open source into a pending output and validates it.
@@ -295,19 +298,23 @@ pub fn prepare_job(sandbox: &Sandbox, job: Job, pending: Pending) -> Result<Prep
             "point decant at a checkpoint file",
         ));
     }
-    let sink = OutputSink::new(pending.file()?)
+    let sink = OutputSink::new(pending.file()?, job.cores)
         .map_err(|e| Error::io("cannot start the output writer", &e))?;
     let file = &job.source;
-
-    // Hash the source on a second core while the guest converts it.
-    let (source_sha256, run) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| sha256_file(file));
-        let run = file
-            .try_clone()
+    let run = |sink| {
+        file.try_clone()
             .map_err(|e| Error::io("cannot reopen the source", &e))
-            .and_then(|f| sandbox.run(Entry::Convert, f, Some(sink)));
-        (hasher.join(), run)
-    });
+            .and_then(|f| sandbox.run(Entry::Convert, f, Some(sink)))
+    };
+    let (source_sha256, run) = match job.cores {
+        Cores::One => (Ok(sha256_file(file)), run(sink)),
+        // Hash the source on another core while the guest converts it.
+        Cores::Several => std::thread::scope(|s| {
+            let hasher = s.spawn(|| sha256_file(file));
+            let run = run(sink);
+            (hasher.join(), run)
+        }),
+    };
     let source_sha256 = source_sha256
         .map_err(|_| Error::internal("the hashing thread panicked"))?
         .map_err(|e| Error::io(format!("cannot read {}", shown.display()), &e))?;

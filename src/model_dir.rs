@@ -31,6 +31,7 @@ use crate::output::{self, Pending};
 use crate::policy::Policy;
 use crate::receipt::{self, SourceFile, StagedReceipt};
 use crate::sandbox::Sandbox;
+use crate::sink::Cores;
 use crate::source_tree::{FileId, Listing, SourceTree, TreeFile};
 use crate::trust::dsse::MAX_RECEIPT_BYTES;
 use crate::trust::oms;
@@ -936,15 +937,24 @@ pub fn convert_dir(
     // and keeps its own results, so no lock is shared.
     let next = AtomicUsize::new(0);
     let mut results: BTreeMap<usize, Result<Prepared>> = BTreeMap::new();
+    let workers = opts.jobs.clamp(1, todo.len().max(1));
+    let spare = SpareCores(AtomicUsize::new(opts.jobs.saturating_sub(workers)));
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..opts.jobs.clamp(1, todo.len().max(1)))
+        let workers: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = todo.get(i) else { return mine };
-                        let r = convert_one(sandbox, opts, &tree, &dirs, &out_path, f);
+                        let extra = spare.take();
+                        let cores = if extra.is_some() {
+                            Cores::Several
+                        } else {
+                            Cores::One
+                        };
+                        let r = convert_one(sandbox, opts, &tree, &dirs, &out_path, f, cores);
+                        drop(extra);
                         if let Ok(p) = &r {
                             on_event(Event::Converted(&p.converted));
                         }
@@ -1438,6 +1448,32 @@ fn pending_in(dirs: &OutDirs, path: &str, shown: &Path) -> Result<Pending> {
     Pending::in_dir(dirs.opened(dir)?, name, shown)
 }
 
+/// `--jobs N` is the number of cores a run may keep busy, as with `make
+/// -j`: one per worker converting a file, and the rest (when there are
+/// fewer files than N) lent to conversions, which then overlap their
+/// reading, writing and hashing on threads of their own (about 1.6 cores
+/// each). So `--jobs 1` keeps one core busy, and `--jobs 2` on 8 files
+/// runs two one-core conversions side by side.
+struct SpareCores(AtomicUsize);
+
+/// One core taken from [`SpareCores`], given back when dropped.
+struct SpareCore<'a>(&'a SpareCores);
+
+impl SpareCores {
+    fn take(&self) -> Option<SpareCore<'_>> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| SpareCore(self))
+    }
+}
+
+impl Drop for SpareCore<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 fn convert_one(
     sandbox: &Sandbox,
     opts: &Options,
@@ -1445,6 +1481,7 @@ fn convert_one(
     dirs: &OutDirs,
     out_path: &Path,
     f: &FilePlan,
+    cores: Cores,
 ) -> Result<Prepared> {
     let source = tree.open_file(&f.source)?;
     let shown_out = out_path.join(&f.output);
@@ -1457,6 +1494,7 @@ fn convert_one(
             output_shown: shown_out,
             strict: opts.strict,
             force: opts.force,
+            cores,
         },
         pending,
     )?;
@@ -1471,6 +1509,22 @@ fn convert_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--jobs` counts cores: a conversion gets a second one only while
+    /// one is spare, and gives it back when done.
+    #[test]
+    fn spare_cores_are_lent_and_given_back() {
+        let spare = SpareCores(AtomicUsize::new(1));
+        let first = spare.take();
+        assert!(first.is_some());
+        assert!(spare.take().is_none(), "only one core was spare");
+        drop(first);
+        assert!(
+            spare.take().is_some(),
+            "a finished conversion gives it back"
+        );
+        assert!(SpareCores(AtomicUsize::new(0)).take().is_none());
+    }
 
     #[test]
     fn plain_names_stay_in_the_directory() {
