@@ -1450,9 +1450,8 @@ fn pending_in(dirs: &OutDirs, path: &str, shown: &Path) -> Result<Pending> {
 
 /// `--jobs N` is the number of cores a run may keep busy, as with `make
 /// -j`: one per worker converting a file, and the rest (when there are
-/// fewer files than N) lent to conversions, which then overlap their
-/// reading, writing and hashing on threads of their own (about 1.6 cores
-/// each). So `--jobs 1` keeps one core busy, and `--jobs 2` on 8 files
+/// fewer files than N) lent to conversions, which then hash the source
+/// and the output on threads of their own (about 1.6 cores each). So `--jobs 1` keeps one core busy, and `--jobs 2` on 8 files
 /// runs two one-core conversions side by side.
 struct SpareCores(AtomicUsize);
 

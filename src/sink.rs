@@ -1,5 +1,5 @@
-//! Where the converter's output goes: a file, written and hashed off the
-//! sandbox thread when there are cores to spare.
+//! Where the converter's output goes: a file, written on the sandbox
+//! thread and hashed on a thread of its own when there is a core to spare.
 //!
 //! Why a thread: sha256 of a gigabyte is about half a second of one core,
 //! and writing it about as much again in the kernel. Done on the sandbox
@@ -23,8 +23,8 @@
 //! written so far while the conversion goes on (what databases call
 //! bytes-per-sync), and the final sync has only the tail left to write.
 //!
-//! Memory stays fixed: buffers go round from the sandbox thread to the
-//! writer, the hasher and back, and at most [`DEPTH`] of them, each at most
+//! Memory stays fixed: buffers go round between the sandbox thread and the
+//! hasher, and at most [`DEPTH`] of them, each at most
 //! `decant_abi::MAX_IO_CHUNK` bytes, ever exist. Nothing is reordered:
 //! bytes reach the file and the hash in the order they were handed over.
 
