@@ -562,12 +562,33 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
     let mut executing = Vec::new();
     let mut unsafe_globals = Vec::new();
     let mut outside_total = 0;
+    let mut unlisted = 0u64;
     let mut hidden = 0;
     let mut damaged = Vec::new();
+    // A name is listed once per file, although every pickle of a zip that
+    // names it lists it (a TorchScript archive's code and constants each
+    // name `torch.jit._pickle.build_intlist`); a name some stream names
+    // for certain is not listed again as only possibly referenced.
+    let certain: BTreeSet<&str> = p
+        .streams
+        .iter()
+        .flat_map(|s| &s.globals)
+        .filter(|g| !g.allowlisted && !g.possible)
+        .map(|g| g.name.as_str())
+        .collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     for s in &p.streams {
         outside_total += s.outside_total;
         hidden += s.unresolved;
-        for g in s.globals.iter().filter(|g| !g.allowlisted) {
+        let outside = s.globals.iter().filter(|g| !g.allowlisted);
+        // Names this stream counted but did not list (the scan's caps).
+        unlisted += s
+            .outside_total
+            .saturating_sub(outside.clone().count() as u64);
+        for g in outside {
+            if g.possible && certain.contains(g.name.as_str()) {
+                continue;
+            }
             // A name only a resynchronising reading of a damaged stream
             // found is judged as any other, and marked.
             let shown = if g.possible {
@@ -575,6 +596,9 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
             } else {
                 g.name.clone()
             };
+            if !seen.insert(shown.clone()) {
+                continue;
+            }
             if executes_code(&g.name) {
                 executing.push(shown);
             } else {
@@ -585,7 +609,6 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
             damaged.push(format!("{}: {why}", s.location));
         }
     }
-    let listed = (executing.len() + unsafe_globals.len()) as u64;
     if !executing.is_empty() {
         out.push(Finding::new(
             Severity::Critical,
@@ -605,7 +628,6 @@ fn pickle_findings(path: &str, scan: &FileScan, convert: &str, out: &mut Vec<Fin
             format!("a pickle computing {hidden} of the names it imports, so they cannot be read without running it; {convert}"),
         ));
     }
-    let unlisted = outside_total.saturating_sub(listed);
     if !unsafe_globals.is_empty() || unlisted > 0 {
         out.push(Finding::new(
             Severity::High,
@@ -753,4 +775,85 @@ fn verified_receipt(
         .is_some()
         .then(|| statement.clone());
     Some((receipt, sources, shard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decant_abi::{GlobalRef, PickleScan, PickleStream, ScanFormat};
+
+    fn stream(location: &str, globals: &[(&str, bool)], outside_total: u64) -> PickleStream {
+        PickleStream {
+            location: location.into(),
+            protocol: 2,
+            globals: globals
+                .iter()
+                .map(|&(name, possible)| GlobalRef {
+                    name: name.into(),
+                    allowlisted: false,
+                    possible,
+                })
+                .collect(),
+            outside_total,
+            globals_total: outside_total,
+            unresolved: 0,
+            calls: 0,
+            damaged: None,
+        }
+    }
+
+    fn messages(streams: Vec<PickleStream>) -> Vec<String> {
+        let scan = FileScan {
+            format: ScanFormat::ZipWithPickles,
+            pickle: Some(PickleScan {
+                streams_total: streams.len() as u64,
+                streams,
+            }),
+            safetensors: None,
+            gguf: None,
+            damaged: None,
+        };
+        let mut out = Vec::new();
+        pickle_findings("m.pt", &scan, "decant refuses it", &mut out);
+        out.into_iter().map(|f| f.message).collect()
+    }
+
+    /// Found by running audit on silero-vad's TorchScript archive: its
+    /// three pickles each name `torch.jit._pickle.build_intlist`, and the
+    /// finding listed the name three times.
+    #[test]
+    fn a_name_several_pickles_of_one_file_use_is_listed_once() {
+        let intlist = "torch.jit._pickle.build_intlist";
+        let m = messages(vec![
+            stream("code", &[(intlist, false)], 1),
+            stream(
+                "constants",
+                &[(intlist, false), ("argparse.Namespace", false)],
+                2,
+            ),
+            stream("data", &[(intlist, false)], 1),
+        ]);
+        assert_eq!(
+            m,
+            [
+                format!("a pickle naming {intlist}, which runs code when a plain torch.load or pickle.load reads it; decant refuses it"),
+                "a pickle naming argparse.Namespace outside the weights-only allowlist (torch's globals for state dicts): a plain torch.load imports and may call them; decant refuses it".to_string(),
+            ]
+        );
+    }
+
+    /// Names a stream counted but could not list (its caps) are still
+    /// counted per stream, and a name one stream names for certain is not
+    /// repeated as only possibly referenced by another.
+    #[test]
+    fn unlisted_names_count_per_stream_and_certain_names_win() {
+        let m = messages(vec![
+            stream("a", &[("argparse.Namespace", false)], 3),
+            stream("b", &[("argparse.Namespace", true)], 1),
+        ]);
+        assert_eq!(
+            m,
+            ["a pickle naming argparse.Namespace and 2 more outside the weights-only allowlist (torch's globals for state dicts): a plain torch.load imports and may call them; decant refuses it"]
+        );
+    }
 }
