@@ -2,7 +2,9 @@
 //! torch's weights-only loader (`fixtures/differential/`, written by hand and
 //! by the differential harness in `fuzz/differential/`), and the checkpoints
 //! of every era (`fixtures/eras/`: Python 2 / torch 0.3-0.4 files, the lpips
-//! weights, protocol 0/1 streams). Each manifest entry records what torch
+//! weights, protocol 0/1 streams), and real checkpoints shipped inside PyPI
+//! packages (`fixtures/packages/`: unmodified, provenance and licences in its
+//! README). Each manifest entry records what torch
 //! 2.15 did with the file (its generator ran torch) and what decant must do:
 //! convert to the reference bytes written from torch's reading, or refuse
 //! with a given reason. No torch is needed here.
@@ -106,5 +108,15 @@ fn every_divergence_ever_found_reads_as_torch_or_is_refused() {
 fn checkpoints_of_every_era_read_as_torch_or_are_refused() {
     let (n, failures) = replay("eras");
     assert!(n >= 40, "only {n} era fixtures");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Real checkpoints as PyPI wheels ship them (facenet-pytorch's MTCNN
+/// weights with permuted conv and transposed Linear views, DISTS-pytorch's
+/// plain-dict weights, BeatNet's pickled nn.Module that must be refused).
+#[test]
+fn real_checkpoints_from_pypi_packages_read_as_torch_or_are_refused() {
+    let (n, failures) = replay("packages");
+    assert!(n >= 4, "only {n} package fixtures");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
