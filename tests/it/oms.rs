@@ -5,7 +5,7 @@
 //! compared with one the real `model_signing` tool wrote
 //! (fixtures/oms/README.md).
 
-use crate::common::{decant, fixture, keygen, sha256_hex, verify_dir_run, Run};
+use crate::common::{copy_tree, decant, fixture, keygen, sha256_hex, verify_dir_run, Run};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use decant::trust::oms;
@@ -645,17 +645,5 @@ impl TapMkdir for PathBuf {
     fn tap_mkdir(self) -> Self {
         fs::create_dir_all(&self).unwrap();
         self
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }

@@ -1,26 +1,13 @@
 //! Issue 14 part 5: `decant plan`, `convert --shard I/N` run as separate
 //! processes, and `verify` with the set of shard receipts.
 
-use crate::common::{decant, files_under, fixture, keygen, Run};
+use crate::common::{copy_tree, decant, files_under, fixture, keygen, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCES: [&str; 3] = ["repos/gpt2_sharded", "repos/diffusers_nested", "dirs/mixed"];
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// Three model directories (a sharded checkpoint with its index, a
 /// diffusers pipeline with subfolders, loose checkpoints) under `root`.
