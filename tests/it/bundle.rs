@@ -1,7 +1,7 @@
 //! Issue 13: `decant audit`, `decant attest` and `decant verify DIR
 //! --receipt MANIFEST`, through the binary, one bundle per finding.
 
-use crate::common::{convert_keyed, decant, fixture, keygen, Run};
+use crate::common::{convert_keyed, decant, fixture, keygen, read_json, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -654,8 +654,7 @@ fn conversion_receipt_options_with_a_manifest_are_usage_errors() {
 /// after a legacy file's storages.
 #[test]
 fn audit_names_the_globals_of_every_hostile_pickle() {
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(fixture("hostile/manifest.json")).unwrap()).unwrap();
+    let manifest: Value = read_json(&fixture("hostile/manifest.json"));
     let tmp = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for (name, entry) in manifest.as_object().unwrap() {

@@ -38,8 +38,13 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The JSON document in the file at `path`.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 pub fn manifest() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap()
+    read_json(&fixture("manifest.json"))
 }
 
 /// File names in `dir`, sorted (temp files included, so leftovers show).
@@ -54,6 +59,11 @@ pub fn only_files(dir: &Path) -> Vec<String> {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// The sha256 (hex) of the file at `path`.
+pub fn sha256_file(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// A writable copy of the fixture directory `rel` at `to`, leaving out the

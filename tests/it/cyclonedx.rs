@@ -3,15 +3,13 @@
 //! binary. What the BOM says is checked against the files themselves and
 //! the signed receipt or manifest; CI validates it against the schema.
 
-use crate::common::{copy_fixture_dir, decant, files_under, keygen, receipt_statement, sha256_hex};
+use crate::common::{
+    copy_fixture_dir, decant, files_under, keygen, read_json, receipt_statement, sha256_file,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
-}
 
 /// name -> SHA-256 of a list of components, every hash checked to be
 /// spelt `SHA-256`.
@@ -42,10 +40,6 @@ fn property<'a>(c: &'a Value, name: &str) -> Vec<&'a str> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn real_sha(dir: &Path, name: &str) -> String {
-    sha256_hex(&fs::read(dir.join(name)).unwrap())
 }
 
 fn assert_envelope(bom: &Value) {
@@ -132,7 +126,7 @@ fn a_converted_directory_bom_lists_files_sources_workflow_and_receipt() {
     on_disk.retain(|f| f != "decant.intoto.jsonl");
     assert_eq!(files.keys().cloned().collect::<Vec<_>>(), on_disk);
     for (name, sha) in &files {
-        assert_eq!(*sha, real_sha(&out, name), "{name}");
+        assert_eq!(*sha, sha256_file(&out.join(name)), "{name}");
     }
     for c in bom["components"].as_array().unwrap() {
         assert_eq!(c["type"], "file");
@@ -155,7 +149,7 @@ fn a_converted_directory_bom_lists_files_sources_workflow_and_receipt() {
         sources,
         BTreeMap::from([(
             "pytorch_model.bin".to_string(),
-            real_sha(&src, "pytorch_model.bin")
+            sha256_file(&src.join("pytorch_model.bin"))
         )])
     );
 
@@ -165,10 +159,7 @@ fn a_converted_directory_bom_lists_files_sources_workflow_and_receipt() {
     assert_eq!(refs[0]["type"], "attestation");
     assert_eq!(refs[0]["url"], "decant.intoto.jsonl");
     assert_eq!(refs[0]["hashes"][0]["alg"], "SHA-256");
-    assert_eq!(
-        refs[0]["hashes"][0]["content"],
-        sha256_hex(&fs::read(&receipt).unwrap())
-    );
+    assert_eq!(refs[0]["hashes"][0]["content"], sha256_file(&receipt));
 
     // The conversion: a build workflow from the pickle to the outputs and
     // the receipt, naming the converter and policy the receipt names.
@@ -282,7 +273,7 @@ fn a_sharded_directory_bom_names_every_shard_and_the_index() {
         "pytorch_model.bin.index.json",
     ]
     .iter()
-    .map(|n| (n.to_string(), real_sha(&src, n)))
+    .map(|n| (n.to_string(), sha256_file(&src.join(n))))
     .collect();
     assert_eq!(sources, expected);
     let index = bom["components"]
@@ -293,7 +284,7 @@ fn a_sharded_directory_bom_names_every_shard_and_the_index() {
         .unwrap();
     assert_eq!(property(index, "decant:role"), ["index"]);
     for (name, sha) in hashes(&bom["components"]) {
-        assert_eq!(sha, real_sha(&out, &name), "{name}");
+        assert_eq!(sha, sha256_file(&out.join(&name)), "{name}");
     }
 }
 
@@ -426,7 +417,7 @@ fn an_attested_bundle_bom_lists_files_findings_manifest_and_receipts() {
     on_disk.retain(|f| f != "decant.bundle.intoto.jsonl");
     assert_eq!(files.keys().cloned().collect::<Vec<_>>(), on_disk);
     for (name, sha) in &files {
-        assert_eq!(*sha, real_sha(&bundle, name), "{name}");
+        assert_eq!(*sha, sha256_file(&bundle.join(name)), "{name}");
     }
     let by_name = |n: &str| {
         bom["components"]
@@ -467,11 +458,11 @@ fn an_attested_bundle_bom_lists_files_findings_manifest_and_receipts() {
         BTreeMap::from([
             (
                 "decant.bundle.intoto.jsonl",
-                real_sha(&bundle, "decant.bundle.intoto.jsonl").as_str()
+                sha256_file(&bundle.join("decant.bundle.intoto.jsonl")).as_str()
             ),
             (
                 "decant.intoto.jsonl",
-                real_sha(&bundle, "decant.intoto.jsonl").as_str()
+                sha256_file(&bundle.join("decant.intoto.jsonl")).as_str()
             ),
         ])
     );
@@ -487,7 +478,7 @@ fn an_attested_bundle_bom_lists_files_findings_manifest_and_receipts() {
         hashes(&ancestors[0]["components"]),
         BTreeMap::from([(
             "pytorch_model.bin".to_string(),
-            real_sha(&crate::common::fixture("dirs/single"), "pytorch_model.bin")
+            sha256_file(&crate::common::fixture("dirs/single").join("pytorch_model.bin"))
         )])
     );
     let wf = &bom["formulation"][0]["workflows"][0];

@@ -3,13 +3,13 @@
 //! directory receipt as a promotion gate.
 
 use crate::common::{
-    convert_signed, copy_fixture_dir, decant, fixture, keygen, only_files, receipt_statement,
-    verify_dir,
+    convert_signed, copy_fixture_dir, decant, fixture, keygen, only_files, read_json,
+    receipt_statement, verify_dir,
 };
 use std::fs;
 
 fn dirs_manifest() -> serde_json::Value {
-    serde_json::from_slice(&fs::read(fixture("dirs/manifest.json")).unwrap()).unwrap()
+    read_json(&fixture("dirs/manifest.json"))
 }
 
 /// Every fixture directory with expected outputs converts to exactly them,

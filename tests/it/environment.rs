@@ -2,7 +2,7 @@
 //! and directories decant is pointed at. Each case is bounded in time: a
 //! decant that blocks is killed and the test fails.
 
-use crate::common::{copy_fixture_dir, fixture};
+use crate::common::{copy_fixture_dir, fixture, read_json, sha256_file};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,10 +186,6 @@ fn special_files_are_refused_at_once() {
     );
 }
 
-fn sha(p: &Path) -> String {
-    crate::common::sha256_hex(&std::fs::read(p).unwrap())
-}
-
 /// Issue 10: `-o m.ckpt --force` replaced the only copy of a checkpoint,
 /// `--receipt m.ckpt` replaced it with the receipt, and `--receipt OUT`
 /// published the output without a receipt (or, with `--force`, replaced
@@ -204,7 +200,7 @@ fn outputs_never_alias_inputs_or_each_other() {
     std::fs::copy(fixture("convert/lightning.ckpt"), &src).unwrap();
     let key = w.join("key");
     assert_eq!(bounded(&["keygen", s(&key)], LIMIT).0, 0);
-    let (src_sha, key_sha) = (sha(&src), sha(&key));
+    let (src_sha, key_sha) = (sha256_file(&src), sha256_file(&key));
     std::os::unix::fs::symlink(&src, w.join("link.safetensors")).unwrap();
     std::fs::hard_link(&src, w.join("hard.safetensors")).unwrap();
     std::fs::create_dir(w.join("sub")).unwrap();
@@ -257,8 +253,8 @@ fn outputs_never_alias_inputs_or_each_other() {
             assert_eq!(code, 2, "{args:?}: {stderr}");
             assert!(stderr.contains("is the same file as"), "{args:?}: {stderr}");
             assert!(!out.exists(), "{args:?} wrote the output");
-            assert_eq!(sha(&src), src_sha, "{args:?} changed the source");
-            assert_eq!(sha(&key), key_sha, "{args:?} changed the key");
+            assert_eq!(sha256_file(&src), src_sha, "{args:?} changed the source");
+            assert_eq!(sha256_file(&key), key_sha, "{args:?} changed the key");
         }
     }
 
@@ -274,14 +270,14 @@ fn outputs_never_alias_inputs_or_each_other() {
         outdir.join("model.safetensors"),
     )
     .unwrap();
-    let before = sha(&dir.join("pytorch_model.bin"));
+    let before = sha256_file(&dir.join("pytorch_model.bin"));
     let (code, _, stderr) = bounded(&["convert", s(&dir), "-o", s(&outdir), "--force"], LIMIT);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("is the same file as the source"),
         "{stderr}"
     );
-    assert_eq!(sha(&dir.join("pytorch_model.bin")), before);
+    assert_eq!(sha256_file(&dir.join("pytorch_model.bin")), before);
 }
 
 /// Issue 10: every staged output of a directory kept a file and a
@@ -427,8 +423,7 @@ fn host_reads_are_bounded_in_memory() {
     let dir = work.path().join("model");
     copy_fixture_dir("dirs/sharded", &dir, None);
     let index_path = dir.join("pytorch_model.bin.index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut index: serde_json::Value = read_json(&index_path);
     index["junk"] = serde_json::Value::Array(vec![serde_json::Value::from(0); 30_000_000]);
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     drop(index);

@@ -5,8 +5,8 @@
 //! refused with nothing written.
 
 use crate::common::{
-    convert_keyed, convert_signed, decant, files_under, fixture, keygen, receipt_statement,
-    verify_dir, Blobs, HfCache, COMMIT,
+    convert_keyed, convert_signed, decant, files_under, fixture, keygen, read_json,
+    receipt_statement, verify_dir, Blobs, HfCache, COMMIT,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -828,8 +828,7 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
 /// the libraries themselves.)
 #[test]
 fn hugging_face_repositories_convert_to_their_references() {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(fixture("repos/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = read_json(&fixture("repos/manifest.json"));
     let work = tempfile::tempdir().unwrap();
     let (key, public) = keygen(work.path());
     for (name, entry) in manifest.as_object().unwrap() {

@@ -5,7 +5,7 @@
 //! like attacks are harmless by construction (structures decant never
 //! expands, marked `accepted` in the manifest): they must convert, quickly.
 
-use crate::common::{decant, fixture, only_files};
+use crate::common::{decant, fixture, only_files, read_json};
 use std::time::{Duration, Instant};
 
 /// Generous bound that only guards against "never stops": the policy's own
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const NEVER_HANGS: Duration = Duration::from_secs(120);
 
 fn hostile_manifest() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(fixture("hostile/manifest.json")).unwrap()).unwrap()
+    read_json(&fixture("hostile/manifest.json"))
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! Each way a receipt can fail to vouch for an artifact must fail with its
 //! own check, through the real binary.
 
-use crate::common::{decant, fixture, only_files};
+use crate::common::{decant, fixture, only_files, read_json};
 use base64::Engine as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ fn flipped_artifact_byte_fails_the_subject_check() {
 }
 
 fn edit_envelope(receipt: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut env: serde_json::Value = serde_json::from_slice(&fs::read(receipt).unwrap()).unwrap();
+    let mut env: serde_json::Value = read_json(receipt);
     edit(&mut env);
     fs::write(receipt, format!("{env}\n")).unwrap();
 }

@@ -1,7 +1,7 @@
 //! Issue 14 part 5: `decant plan`, `convert --shard I/N` run as separate
 //! processes, and `verify` with the set of shard receipts.
 
-use crate::common::{copy_tree, decant, files_under, fixture, keygen, Run};
+use crate::common::{copy_tree, decant, files_under, fixture, keygen, sha256_file, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -441,10 +441,7 @@ fn a_vsa_of_a_shard_set_names_every_receipt() {
         .map(|a| a["digest"]["sha256"].as_str().unwrap().to_string())
         .collect();
     inputs.sort();
-    let mut want: Vec<String> = receipts
-        .iter()
-        .map(|r| crate::common::sha256_hex(&fs::read(r).unwrap()))
-        .collect();
+    let mut want: Vec<String> = receipts.iter().map(|r| sha256_file(Path::new(r))).collect();
     want.sort();
     assert_eq!(inputs, want);
     let subjects = st["subject"].as_array().unwrap().len();

@@ -3,7 +3,9 @@
 //! with its receipt, a directory with its receipt, a bundle with its
 //! manifest), passed or failed, through the binary.
 
-use crate::common::{convert_keyed, decant, files_under, fixture, keygen, sha256_hex, Run};
+use crate::common::{
+    convert_keyed, decant, files_under, fixture, keygen, sha256_file, sha256_hex, Run,
+};
 use base64::Engine as _;
 use serde_json::Value;
 use std::fs;
@@ -143,17 +145,14 @@ fn a_passing_file_verification_writes_a_signed_passed_vsa() {
     );
     assert_eq!(
         subjects(&st),
-        [(
-            "model.safetensors".to_string(),
-            sha256_hex(&fs::read(&s.artifact).unwrap())
-        )]
+        [("model.safetensors".to_string(), sha256_file(&s.artifact))]
     );
     assert_eq!(p["resourceUri"], file_uri(&s.artifact));
     assert_eq!(
         p["inputAttestations"],
         serde_json::json!([{
             "uri": file_uri(&s.receipt),
-            "digest": {"sha256": sha256_hex(&fs::read(&s.receipt).unwrap())}
+            "digest": {"sha256": sha256_file(&s.receipt)}
         }])
     );
     let policy = &p["policy"];
@@ -282,7 +281,7 @@ fn reproduction_and_resource_uri_are_recorded() {
     assert_eq!(a["reproduce"], true);
     assert_eq!(
         a["sourceSha256"],
-        sha256_hex(&fs::read(fixture("convert/tied.pt")).unwrap()).as_str()
+        sha256_file(&fixture("convert/tied.pt")).as_str()
     );
 }
 
@@ -313,7 +312,7 @@ fn a_directory_verification_vsa_lists_every_file() {
         .into_iter()
         .filter(|f| f != "decant.intoto.jsonl")
         .map(|f| {
-            let sha = sha256_hex(&fs::read(out.join(&f)).unwrap());
+            let sha = sha256_file(&out.join(&f));
             (f, sha)
         })
         .collect();
@@ -323,7 +322,7 @@ fn a_directory_verification_vsa_lists_every_file() {
     assert_eq!(uri, format!("{}/", file_uri(&out)));
     assert_eq!(
         st["predicate"]["inputAttestations"][0]["digest"]["sha256"],
-        sha256_hex(&fs::read(&receipt).unwrap()).as_str()
+        sha256_file(&receipt).as_str()
     );
 
     // Inside the directory: refused, nothing written, still verifies.
@@ -412,14 +411,14 @@ fn a_bundle_verification_vsa_records_the_manifest_and_its_policy() {
         .into_iter()
         .filter(|f| f != "decant.bundle.intoto.jsonl")
         .map(|f| {
-            let sha = sha256_hex(&fs::read(bundle.join(&f)).unwrap());
+            let sha = sha256_file(&bundle.join(&f));
             (f, sha)
         })
         .collect();
     assert_eq!(subjects(&st), expected);
     assert_eq!(
         p["inputAttestations"][0]["digest"]["sha256"],
-        sha256_hex(&fs::read(&manifest).unwrap()).as_str()
+        sha256_file(&manifest).as_str()
     );
     assert_eq!(
         p["policy"]["uri"],
