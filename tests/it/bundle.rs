@@ -25,9 +25,7 @@ fn audit_json(dir: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["audit", dir.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let run = decant(&args);
-    let v: Value = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
-    (run.code, v)
+    (run.code, run.json())
 }
 
 /// (severity, kind, file, message) of every finding.
@@ -374,9 +372,7 @@ fn verify_bundle(dir: &Path, public: &str, extra: &[&str]) -> (i32, Value) {
     ];
     args.extend_from_slice(extra);
     let run = decant(&args);
-    let v: Value = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
-    (run.code, v)
+    (run.code, run.json())
 }
 
 fn failed(v: &Value) -> Vec<&str> {

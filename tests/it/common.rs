@@ -18,6 +18,12 @@ impl Run {
         assert!(lines[0].starts_with("decant: "), "{:?}", lines[0]);
         assert!(lines[1].starts_with("hint: "), "{:?}", lines[1]);
     }
+
+    /// Stdout as one JSON document; panics showing stdout and stderr if not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {} {}", self.stdout, self.stderr))
+    }
 }
 
 pub fn decant(args: &[&str]) -> Run {
@@ -141,16 +147,18 @@ pub fn verify_dir_run(out: &Path, public: &str, extra: &[&str]) -> Run {
 /// failed checks.
 pub fn verify_dir(out: &Path, public: &str, extra: &[&str]) -> (i32, Vec<String>) {
     let run = verify_dir_run(out, public, &[&["--json"], extra].concat());
-    let v: serde_json::Value =
-        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
-    let failed = v["checks"]
+    (run.code, failed_checks(&run.json()))
+}
+
+/// The names of the failed checks in `verify --json` output.
+pub fn failed_checks(v: &serde_json::Value) -> Vec<String> {
+    v["checks"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["passed"] == false)
         .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    (run.code, failed)
+        .collect()
 }
 
 /// Which store a cache keeps its LFS blobs in.

@@ -257,7 +257,7 @@ fn json_errors_are_one_object_on_stdout() {
         assert_eq!(run.code, code, "{}", run.stdout);
         assert_eq!(run.stderr, "");
         assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let v = run.json();
         assert_eq!(v["status"], status, "{v}");
         assert_eq!(v["kind"], kind, "{v}");
         assert!(!v["message"].as_str().unwrap().is_empty());

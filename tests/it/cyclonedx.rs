@@ -89,7 +89,7 @@ fn a_converted_directory_bom_lists_files_sources_workflow_and_receipt() {
         "--json",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let summary = run.json();
     assert_eq!(
         summary["directory"]["cyclonedx"],
         bom_path.to_str().unwrap()
@@ -397,7 +397,7 @@ fn an_attested_bundle_bom_lists_files_findings_manifest_and_receipts() {
         "--json",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let done: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let done = run.json();
     assert_eq!(done["cyclonedx"], bom_path.to_str().unwrap());
     let bom = read_json(&bom_path);
     assert_envelope(&bom);

@@ -28,7 +28,7 @@ fn model_directories_convert_to_their_references() {
         let src = fixture(entry["source"].as_str().unwrap());
         let run = convert_signed(&src, &out, &key, &[]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
-        let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let summary = run.json();
         // The manifest's "left_alone" files are what OUT gets copied
         // unchanged (issue 11: OUT is a complete repository).
         let copied: Vec<&str> = summary["directory"]["copied"]
@@ -209,7 +209,7 @@ fn rerun_reuses_outputs_with_a_valid_receipt() {
     assert_eq!(convert(&[]).code, 0);
     let run = convert(&[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 3, "{v}");
     assert_eq!(v["directory"]["converted"].as_array().unwrap().len(), 0);
     assert_eq!(verify_dir(&out, &public, &[]).0, 0);
@@ -229,7 +229,7 @@ fn rerun_reuses_outputs_with_a_valid_receipt() {
     );
     let run = convert(&["--force"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 2);
     assert_eq!(verify_dir(&out, &public, &[]).0, 0);
 }
@@ -257,7 +257,7 @@ fn rerun_under_another_policy_or_strictness_converts_again() {
     let convert = |extra: &[&str]| {
         let run = convert_signed(&src, &out, &key, &[extra, &["--force"]].concat());
         assert_eq!(run.code, 0, "{extra:?}: {}", run.stderr);
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let v = run.json();
         v["directory"]["reused"].as_array().unwrap().len()
     };
     assert_eq!(convert(&[]), 0);
@@ -278,7 +278,7 @@ fn rerun_under_another_policy_or_strictness_converts_again() {
     let (other_key, other_public) = keygen(&keys);
     let run = convert_signed(&src, &out, &other_key, &["--force"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert_eq!(v["directory"]["reused"].as_array().unwrap().len(), 0, "{v}");
     assert_eq!(verify_dir(&out, &other_public, &[]).0, 0);
     assert_eq!(
@@ -320,7 +320,7 @@ fn rerun_under_a_policy_that_refuses_the_files_refuses() {
         &["--strict", "--policy", narrow.to_str().unwrap(), "--force"],
     );
     assert_eq!(run.code, 1, "{}", run.stdout);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert!(
         v["message"]
             .as_str()
@@ -404,7 +404,7 @@ fn training_state_is_excluded_and_listed() {
     let out = work.path().join("out");
     let run = convert_signed(&src, &out, &key, &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     let excluded: Vec<&str> = v["directory"]["excluded"]
         .as_array()
         .unwrap()
@@ -504,7 +504,7 @@ fn other_files_are_copied_and_vouched_for_as_copied() {
     let out = work.path().join("out");
     let run = convert_signed(&src, &out, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert_eq!(
         v["directory"]["copied"],
         serde_json::json!(["config.json", "modeling_x.py", "tokenizer.json"])

@@ -68,7 +68,7 @@ fn cache_snapshot_converts_and_names_its_revision() {
     let out = work.path().join("out");
     let run = convert_signed(&cache.snapshot(), &out, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let summary = run.json();
     assert_eq!(summary["directory"]["origin"], PURL);
     assert_bundle(
         &out,
@@ -478,7 +478,7 @@ fn local_dir_download_metadata_is_left_alone() {
     let out = work.path().join("out");
     let run = convert_signed(&src, &out, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let summary = run.json();
     assert_eq!(
         summary["directory"]["left_alone"],
         serde_json::json!([".cache/huggingface/"])
@@ -577,7 +577,7 @@ fn nested_repositories_convert_in_every_subfolder() {
         let run = convert_signed(&from, &out, &key, &[]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_bundle(&out, &src, &expected, &converted);
-        let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let summary = run.json();
         assert_eq!(
             summary["directory"]["indexes"],
             serde_json::json!(["vae/model.safetensors.index.json"])
@@ -792,7 +792,7 @@ fn plain_directories_and_failed_runs_leave_no_trace() {
     let again = work.path().join("again");
     let run = convert_signed(&src, &again, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let summary = run.json();
     assert_eq!(
         summary["directory"]["left_alone"],
         serde_json::json!(["converted/"])
@@ -876,7 +876,7 @@ fn hugging_face_repositories_convert_to_their_references() {
                     "{name}: {rel}"
                 );
             }
-            let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+            let summary = run.json();
             let listed: Vec<&str> = summary["directory"]["excluded"]
                 .as_array()
                 .unwrap()

@@ -559,7 +559,7 @@ fn a_source_model_sig_is_not_copied() {
         "--json",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let v = run.json();
     assert!(v["directory"]["left_alone"]
         .as_array()
         .unwrap()

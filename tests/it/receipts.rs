@@ -54,8 +54,7 @@ fn verify(artifact: &Path, receipt: &Path, keys: &[&Path], extra: &[&str]) -> (i
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = decant(&refs);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    let v = run.json();
     let failed = v["checks"]
         .as_array()
         .map(|checks| {

@@ -1,7 +1,9 @@
 //! Issue 14 part 5: `decant plan`, `convert --shard I/N` run as separate
 //! processes, and `verify` with the set of shard receipts.
 
-use crate::common::{copy_tree, decant, files_under, fixture, keygen, sha256_file, Run};
+use crate::common::{
+    copy_tree, decant, failed_checks, files_under, fixture, keygen, sha256_file, Run,
+};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ fn plan_json(sources: &[PathBuf], shards: &str) -> Value {
     args.extend(["--shards", shards, "--json"]);
     let run = decant(&args);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    serde_json::from_str(run.stdout.trim()).unwrap()
+    run.json()
 }
 
 /// Runs every shard of N at once, as separate processes, each into its own
@@ -94,19 +96,8 @@ fn verify_set(dir: &Path, receipts: &[String], public: &str) -> (Run, Value) {
     args.extend(receipts.iter().map(String::as_str));
     args.extend(["--trusted-key", public, "--json"]);
     let run = decant(&args);
-    let v = serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    let v = run.json();
     (run, v)
-}
-
-fn failed(v: &Value) -> Vec<String> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] == false)
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The acceptance test: N shard processes, gathered, give exactly the
@@ -244,7 +235,7 @@ fn a_missing_shard_fails_even_when_what_is_there_verifies() {
     let dir = partial.join(name);
     let (run, v) = verify_set(&dir, &shard_receipts(&dir), &public);
     assert_eq!(run.code, 1, "{}", run.stdout);
-    assert_eq!(failed(&v), ["shards"], "{v}");
+    assert_eq!(failed_checks(&v), ["shards"], "{v}");
     let detail = v["checks"]
         .as_array()
         .unwrap()
@@ -263,7 +254,7 @@ fn a_missing_shard_fails_even_when_what_is_there_verifies() {
     let one = shard_receipts(&dir);
     let (run, v) = verify_set(&dir, &one[..1], &public);
     assert_eq!(run.code, 1);
-    assert!(failed(&v).contains(&"shards".to_string()), "{v}");
+    assert!(failed_checks(&v).contains(&"shards".to_string()), "{v}");
 }
 
 /// Receipts of two different plans (another shard count) never add up,
@@ -281,7 +272,7 @@ fn receipts_of_different_plans_and_planted_files_fail() {
     let dir = mixed.join("gpt2_sharded");
     let (run, v) = verify_set(&dir, &shard_receipts(&dir), &public);
     assert_eq!(run.code, 1);
-    assert!(failed(&v).contains(&"shards".to_string()), "{v}");
+    assert!(failed_checks(&v).contains(&"shards".to_string()), "{v}");
 
     let good = tmp.path().join("good");
     gather(&three, &good);
@@ -289,7 +280,7 @@ fn receipts_of_different_plans_and_planted_files_fail() {
     fs::write(dir.join("unet").join("pytorch_model.bin"), b"planted").unwrap();
     let (run, v) = verify_set(&dir, &shard_receipts(&dir), &public);
     assert_eq!(run.code, 1);
-    assert_eq!(failed(&v), ["subject"], "{v}");
+    assert_eq!(failed_checks(&v), ["subject"], "{v}");
     assert!(v.to_string().contains("unet/pytorch_model.bin"), "{v}");
 }
 
@@ -477,7 +468,7 @@ fn receipts_of_two_directories_of_one_plan_do_not_mix() {
     assert_eq!(receipts.len(), 2, "{receipts:?}");
     let (run, v) = verify_set(&stitched, &receipts, &public);
     assert_eq!(run.code, 1, "{}", run.stdout);
-    assert!(failed(&v).contains(&"shards".to_string()), "{v}");
+    assert!(failed_checks(&v).contains(&"shards".to_string()), "{v}");
     assert!(
         v.to_string().contains("receipts of different directories"),
         "{v}"
@@ -534,7 +525,7 @@ fn audit_finds_an_incomplete_shard_set() {
             &public,
             "--json",
         ]);
-        (run.code, serde_json::from_str(run.stdout.trim()).unwrap())
+        (run.code, run.json())
     };
     let kinds = |v: &Value| -> Vec<String> {
         v["audit"]["findings"]

@@ -133,7 +133,7 @@ fn a_passing_file_verification_writes_a_signed_passed_vsa() {
         &["--vsa", vsa.to_str().unwrap(), "--key", &s.key, "--json"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let out = run.json();
     assert_eq!(out["vsa"], vsa.to_str().unwrap());
     let st = vsa_statement(&vsa, &s.public);
     assert_vsa_shape(&st);
@@ -397,7 +397,7 @@ fn a_bundle_verification_vsa_records_the_manifest_and_its_policy() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let out = run.json();
     assert_eq!(out["vsa"], vsa.to_str().unwrap());
     let st = vsa_statement(&vsa, &public);
     assert_vsa_shape(&st);
