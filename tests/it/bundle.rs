@@ -1,7 +1,7 @@
 //! Issue 13: `decant audit`, `decant attest` and `decant verify DIR
 //! --receipt MANIFEST`, through the binary, one bundle per finding.
 
-use crate::common::{convert_keyed, decant, fixture, keygen, read_json, Run};
+use crate::common::{convert_keyed, decant, fixture, keygen, read_json, verify_run, Run};
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
@@ -361,17 +361,7 @@ fn attest(dir: &Path, key: &str, extra: &[&str]) -> Run {
 
 fn verify_bundle(dir: &Path, public: &str, extra: &[&str]) -> (i32, Value) {
     let manifest = dir.join("decant.bundle.intoto.jsonl");
-    let mut args = vec![
-        "verify",
-        dir.to_str().unwrap(),
-        "--receipt",
-        manifest.to_str().unwrap(),
-        "--trusted-key",
-        public,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let run = decant(&args);
+    let run = verify_run(dir, &manifest, public, &[&["--json"], extra].concat());
     (run.code, run.json())
 }
 
@@ -498,14 +488,7 @@ fn a_file_added_or_changed_after_attesting_fails_verification() {
         check(&v, "subject"),
         "not in the manifest: modeling_evil.py"
     );
-    let run = decant(&[
-        "verify",
-        dir.to_str().unwrap(),
-        "--receipt",
-        dir.join("decant.bundle.intoto.jsonl").to_str().unwrap(),
-        "--trusted-key",
-        &public,
-    ]);
+    let run = verify_run(&dir, &dir.join("decant.bundle.intoto.jsonl"), &public, &[]);
     assert_eq!(run.code, 1);
     run.assert_error_shape();
     assert!(
@@ -626,17 +609,12 @@ fn conversion_receipt_options_with_a_manifest_are_usage_errors() {
     clean_bundle(&dir);
     assert_eq!(attest(&dir, &key, &[]).code, 0);
     let manifest = dir.join("decant.bundle.intoto.jsonl");
-    let run = decant(&[
-        "verify",
-        dir.to_str().unwrap(),
-        "--receipt",
-        manifest.to_str().unwrap(),
-        "--trusted-key",
+    let run = verify_run(
+        &dir,
+        &manifest,
         &public,
-        "--reproduce",
-        "--source",
-        dir.to_str().unwrap(),
-    ]);
+        &["--reproduce", "--source", dir.to_str().unwrap()],
+    );
     assert_eq!(run.code, 2);
     run.assert_error_shape();
 }

@@ -130,10 +130,14 @@ pub fn convert_signed(src: &Path, out: &Path, key: &str, extra: &[&str]) -> Run 
 /// `decant verify OUT --receipt OUT/decant.intoto.jsonl --trusted-key
 /// PUB EXTRA...`.
 pub fn verify_dir_run(out: &Path, public: &str, extra: &[&str]) -> Run {
-    let receipt = out.join("decant.intoto.jsonl");
+    verify_run(out, &out.join("decant.intoto.jsonl"), public, extra)
+}
+
+/// `decant verify TARGET --receipt RECEIPT --trusted-key PUB EXTRA...`.
+pub fn verify_run(target: &Path, receipt: &Path, public: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "verify",
-        out.to_str().unwrap(),
+        target.to_str().unwrap(),
         "--receipt",
         receipt.to_str().unwrap(),
         "--trusted-key",

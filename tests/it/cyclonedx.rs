@@ -5,6 +5,7 @@
 
 use crate::common::{
     copy_fixture_dir, decant, files_under, keygen, read_json, receipt_statement, sha256_file,
+    verify_run,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -486,14 +487,12 @@ fn an_attested_bundle_bom_lists_files_findings_manifest_and_receipts() {
     assert_eq!(wf["inputs"].as_array().unwrap().len(), files.len());
 
     // The BOM is outside the bundle, so the bundle still verifies.
-    let run = decant(&[
-        "verify",
-        bundle.to_str().unwrap(),
-        "--receipt",
-        bundle.join("decant.bundle.intoto.jsonl").to_str().unwrap(),
-        "--trusted-key",
+    let run = verify_run(
+        &bundle,
+        &bundle.join("decant.bundle.intoto.jsonl"),
         &public,
-    ]);
+        &[],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 

@@ -5,7 +5,9 @@
 //! compared with one the real `model_signing` tool wrote
 //! (fixtures/oms/README.md).
 
-use crate::common::{copy_tree, decant, fixture, keygen, sha256_hex, verify_dir_run, Run};
+use crate::common::{
+    copy_tree, decant, fixture, keygen, sha256_hex, verify_dir_run, verify_run, Run,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use decant::trust::oms;
@@ -380,14 +382,7 @@ fn attest_writes_a_model_sig_that_covers_the_manifest() {
     assert_eq!(resources.len(), 6);
 
     let manifest_path = dir.join("decant.bundle.intoto.jsonl");
-    let verify = decant(&[
-        "verify",
-        dir.to_str().unwrap(),
-        "--receipt",
-        manifest_path.to_str().unwrap(),
-        "--trusted-key",
-        &public,
-    ]);
+    let verify = verify_run(&dir, &manifest_path, &public, &[]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
     assert!(
         verify.stdout.contains("left out: model.sig"),
@@ -612,14 +607,12 @@ fn statement_matches_model_signing_and_its_signature_verifies() {
     let statement = oms::verify(&vector, &vk).unwrap();
     // Given to decant verify as a receipt, it is not one, and says why.
     let (_, public_ed) = keygen(&tmp.path().join("ed").tap_mkdir());
-    let v = decant(&[
-        "verify",
-        fixture("oms/tiny-model").to_str().unwrap(),
-        "--receipt",
-        fixture("oms/tiny-model.model.sig").to_str().unwrap(),
-        "--trusted-key",
+    let v = verify_run(
+        &fixture("oms/tiny-model"),
+        &fixture("oms/tiny-model.model.sig"),
         &public_ed,
-    ]);
+        &[],
+    );
     assert_eq!(v.code, 1);
     assert!(v.stdout.contains("is a sigstore bundle"), "{}", v.stdout);
     assert!(oms::differences(&statement, &files_of(&fixture("oms/tiny-model"))).is_empty());

@@ -4,7 +4,7 @@
 //! manifest), passed or failed, through the binary.
 
 use crate::common::{
-    convert_keyed, decant, files_under, fixture, keygen, sha256_file, sha256_hex, Run,
+    convert_keyed, decant, files_under, fixture, keygen, sha256_file, sha256_hex, verify_run,
 };
 use base64::Engine as _;
 use serde_json::Value;
@@ -60,19 +60,6 @@ fn signed_file() -> Signed {
     }
 }
 
-fn verify(artifact: &Path, receipt: &Path, public: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "verify",
-        artifact.to_str().unwrap(),
-        "--receipt",
-        receipt.to_str().unwrap(),
-        "--trusted-key",
-        public,
-    ];
-    args.extend_from_slice(extra);
-    decant(&args)
-}
-
 fn subjects(statement: &Value) -> Vec<(String, String)> {
     statement["subject"]
         .as_array()
@@ -126,7 +113,7 @@ fn assert_vsa_shape(s: &Value) {
 fn a_passing_file_verification_writes_a_signed_passed_vsa() {
     let s = signed_file();
     let vsa = s.tmp.path().join("model.vsa.intoto.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -171,7 +158,7 @@ fn a_passing_file_verification_writes_a_signed_passed_vsa() {
 
     // Text mode says where the summary went, and what it says.
     let vsa2 = s.tmp.path().join("second.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -195,7 +182,7 @@ fn a_failing_verification_writes_a_failed_vsa_and_exits_1() {
     bytes.push(b'x');
     fs::write(&s.artifact, &bytes).unwrap();
     let vsa = s.tmp.path().join("vsa.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -226,7 +213,7 @@ fn a_failing_verification_writes_a_failed_vsa_and_exits_1() {
     fs::create_dir_all(&other).unwrap();
     let (_, other_public) = keygen(&other);
     let vsa = s.tmp.path().join("untrusted.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &other_public,
@@ -249,7 +236,7 @@ fn reproduction_and_resource_uri_are_recorded() {
     let s = signed_file();
     let vsa = s.tmp.path().join("vsa.jsonl");
     let uri = "https://models.example/tied/model.safetensors";
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -298,7 +285,7 @@ fn a_directory_verification_vsa_lists_every_file() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let receipt = out.join("decant.intoto.jsonl");
     let vsa = tmp.path().join("out.vsa.intoto.jsonl");
-    let run = verify(
+    let run = verify_run(
         &out,
         &receipt,
         &public,
@@ -327,7 +314,7 @@ fn a_directory_verification_vsa_lists_every_file() {
 
     // Inside the directory: refused, nothing written, still verifies.
     let inside = out.join("vsa.jsonl");
-    let run = verify(
+    let run = verify_run(
         &out,
         &receipt,
         &public,
@@ -341,12 +328,12 @@ fn a_directory_verification_vsa_lists_every_file() {
         run.stderr
     );
     assert!(!inside.exists());
-    assert_eq!(verify(&out, &receipt, &public, &[]).code, 0);
+    assert_eq!(verify_run(&out, &receipt, &public, &[]).code, 0);
 
     // A planted file fails the verification, and the VSA says so.
     fs::write(out.join("modeling_evil.py"), "import os").unwrap();
     let failed = tmp.path().join("failed.jsonl");
-    let run = verify(
+    let run = verify_run(
         &out,
         &receipt,
         &public,
@@ -382,7 +369,7 @@ fn a_bundle_verification_vsa_records_the_manifest_and_its_policy() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let manifest = bundle.join("decant.bundle.intoto.jsonl");
     let vsa = tmp.path().join("bundle.vsa.jsonl");
-    let run = verify(
+    let run = verify_run(
         &bundle,
         &manifest,
         &public,
@@ -431,7 +418,7 @@ fn a_bundle_verification_vsa_records_the_manifest_and_its_policy() {
     assert_eq!(p["policy"]["annotations"]["failOn"], "high");
 
     let failed = tmp.path().join("failed.jsonl");
-    let run = verify(
+    let run = verify_run(
         &bundle,
         &manifest,
         &public,
@@ -459,7 +446,7 @@ fn a_bundle_verification_vsa_records_the_manifest_and_its_policy() {
 fn a_tampered_vsa_does_not_verify() {
     let s = signed_file();
     let vsa = s.tmp.path().join("vsa.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -490,7 +477,7 @@ fn vsa_and_key_require_each_other() {
         vec!["--resource-uri", "https://x.example/m"],
         vec!["--force"],
     ] {
-        let run = verify(&s.artifact, &s.receipt, &s.public, &extra);
+        let run = verify_run(&s.artifact, &s.receipt, &s.public, &extra);
         assert_eq!(run.code, 2, "{extra:?}: {}", run.stderr);
         run.assert_error_shape();
         assert!(!vsa.exists());
@@ -505,14 +492,14 @@ fn an_existing_vsa_is_replaced_only_with_force() {
     let vsa = s.tmp.path().join("vsa.jsonl");
     fs::write(&vsa, "keep me").unwrap();
     let args = ["--vsa", vsa.to_str().unwrap(), "--key", s.key.as_str()];
-    let run = verify(&s.artifact, &s.receipt, &s.public, &args);
+    let run = verify_run(&s.artifact, &s.receipt, &s.public, &args);
     assert_eq!(run.code, 2, "{}", run.stderr);
     run.assert_error_shape();
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
     assert!(run.stderr.contains("--vsa"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "nothing verified: {}", run.stdout);
     assert_eq!(fs::read_to_string(&vsa).unwrap(), "keep me");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -531,7 +518,7 @@ fn the_vsa_key_must_be_a_private_ed25519_key() {
     let not_a_key = s.tmp.path().join("not-a-key");
     fs::write(&not_a_key, "hello").unwrap();
     for key in [s.public.as_str(), not_a_key.to_str().unwrap()] {
-        let run = verify(
+        let run = verify_run(
             &s.artifact,
             &s.receipt,
             &s.public,
@@ -560,7 +547,7 @@ fn the_vsa_path_and_resource_uri_are_checked() {
         if force {
             extra.push("--force");
         }
-        let run = verify(&s.artifact, &s.receipt, &s.public, &extra);
+        let run = verify_run(&s.artifact, &s.receipt, &s.public, &extra);
         assert_eq!(run.code, 2, "{path}: {}", run.stderr);
         run.assert_error_shape();
         assert!(run.stderr.contains("the same file"), "{}", run.stderr);
@@ -573,7 +560,7 @@ fn the_vsa_path_and_resource_uri_are_checked() {
         &policy,
     )
     .unwrap();
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
@@ -593,7 +580,7 @@ fn the_vsa_path_and_resource_uri_are_checked() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("the same file"), "{}", run.stderr);
     let vsa = s.tmp.path().join("vsa.jsonl");
-    let run = verify(
+    let run = verify_run(
         &s.artifact,
         &s.receipt,
         &s.public,
