@@ -4,8 +4,8 @@
 //! the signed receipt or manifest; CI validates it against the schema.
 
 use crate::common::{
-    copy_fixture_dir, decant, files_under, keygen, read_json, receipt_statement, sha256_file,
-    verify_run,
+    convert_keyed, copy_fixture_dir, decant, files_under, keygen, read_json, receipt_statement,
+    sha256_file, verify_run,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,17 +78,12 @@ fn a_converted_directory_bom_lists_files_sources_workflow_and_receipt() {
     .unwrap();
     let out = tmp.path().join("tiny-bert");
     let bom_path = tmp.path().join("tiny-bert.cdx.json");
-    let run = decant(&[
-        "convert",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &src,
+        &out,
         &key,
-        "--cyclonedx",
-        bom_path.to_str().unwrap(),
-        "--json",
-    ]);
+        &["--cyclonedx", bom_path.to_str().unwrap(), "--json"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary = run.json();
     assert_eq!(
@@ -571,16 +566,12 @@ fn a_bom_from_the_hugging_face_cache_names_the_repository_and_commit() {
     assert!(!out.exists());
 
     let bom_path = tmp.path().join("tiny.cdx.json");
-    let run = decant(&[
-        "convert",
-        cache.repo.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &cache.repo,
+        &out,
         &key,
-        "--cyclonedx",
-        bom_path.to_str().unwrap(),
-    ]);
+        &["--cyclonedx", bom_path.to_str().unwrap()],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let bom = read_json(&bom_path);
     let model = &bom["metadata"]["component"];
@@ -630,19 +621,18 @@ fn a_bom_over_a_file_decant_reads_is_refused() {
     let src = crate::common::fixture("dirs/single");
     let out = tmp.path().join("out");
     let convert = |bom: &str| {
-        decant(&[
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
+        convert_keyed(
+            &src,
+            &out,
             &key,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--cyclonedx",
-            bom,
-            "--force",
-        ])
+            &[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--cyclonedx",
+                bom,
+                "--force",
+            ],
+        )
     };
     for bom in [key.as_str(), policy.to_str().unwrap()] {
         let run = convert(bom);

@@ -3,8 +3,8 @@
 //! directory receipt as a promotion gate.
 
 use crate::common::{
-    convert_signed, copy_fixture_dir, decant, fixture, keygen, only_files, read_json,
-    receipt_statement, verify_dir,
+    convert_keyed, convert_signed, copy_fixture_dir, decant, fixture, keygen, only_files,
+    read_json, receipt_statement, verify_dir,
 };
 use std::fs;
 
@@ -142,16 +142,7 @@ fn one_failing_file_fails_the_run_with_every_failure_listed() {
     fs::copy(fixture("refuse/complex64.pt"), src.join("complex.pth")).unwrap();
     let out = work.path().join("out");
     let (key, _) = keygen(work.path());
-    let run = decant(&[
-        "convert",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
-        &key,
-        "--jobs",
-        "2",
-    ]);
+    let run = convert_keyed(&src, &out, &key, &["--jobs", "2"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     run.assert_error_shape();
     for needle in [
@@ -343,18 +334,7 @@ fn directory_verification_fails_on_changed_extra_or_missing_files() {
     let (key, public) = keygen(work.path());
     let out = work.path().join("out");
     let src = fixture("dirs/sharded");
-    assert_eq!(
-        decant(&[
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-            &key
-        ])
-        .code,
-        0
-    );
+    assert_eq!(convert_keyed(&src, &out, &key, &[]).code, 0);
     assert_eq!(verify_dir(&out, &public, &[]), (0, vec![]));
 
     let index = out.join("model.safetensors.index.json");

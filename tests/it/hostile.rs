@@ -5,7 +5,7 @@
 //! like attacks are harmless by construction (structures decant never
 //! expands, marked `accepted` in the manifest): they must convert, quickly.
 
-use crate::common::{decant, fixture, only_files, read_json};
+use crate::common::{convert_keyed, decant, fixture, keygen, only_files, read_json};
 use std::time::{Duration, Instant};
 
 /// Generous bound that only guards against "never stops": the policy's own
@@ -26,22 +26,14 @@ fn every_hostile_fixture_is_refused_cleanly() {
         entries.len()
     );
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    let (key, _) = keygen(dir.path());
     let mut failures = Vec::new();
     for (name, entry) in entries {
         let src = fixture(&format!("hostile/{}", entry["file"].as_str().unwrap()));
         let work = tempfile::tempdir().unwrap();
         let out = work.path().join("out.safetensors");
         let started = Instant::now();
-        let run = decant(&[
-            "convert",
-            src.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ]);
+        let run = convert_keyed(&src, &out, &key, &[]);
         let elapsed = started.elapsed();
         let Some(expect) = entry["expect"].as_str() else {
             assert!(

@@ -6,7 +6,7 @@
 //! (fixtures/oms/README.md).
 
 use crate::common::{
-    copy_tree, decant, fixture, keygen, sha256_hex, verify_dir_run, verify_run, Run,
+    convert_keyed, copy_tree, decant, fixture, keygen, sha256_hex, verify_dir_run, verify_run, Run,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -96,16 +96,12 @@ fn convert_with_oms(work: &Path) -> (PathBuf, String, String, Run) {
     let (key, public) = keygen(work);
     let (oms_key, oms_pub) = keygen_p256(work);
     let out = work.join("out");
-    let run = decant(&[
-        "convert",
-        fixture("dirs/sharded").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &fixture("dirs/sharded"),
+        &out,
         &key,
-        "--oms-key",
-        &oms_key,
-    ]);
+        &["--oms-key", &oms_key],
+    );
     (out, public, oms_pub, run)
 }
 
@@ -454,30 +450,17 @@ fn wrong_key_types_are_usage_errors_with_a_hint() {
     assert!(run.stderr.contains("--oms-key"), "{}", run.stderr);
 
     let out = tmp.path().join("o");
-    let run = decant(&[
-        "convert",
-        fixture("dirs/sharded").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
-        &key,
-        "--oms-key",
-        &key,
-    ]);
+    let run = convert_keyed(&fixture("dirs/sharded"), &out, &key, &["--oms-key", &key]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("keygen --type p256"), "{}", run.stderr);
     assert!(!out.exists(), "nothing is written");
 
-    let run = decant(&[
-        "convert",
-        fixture("convert/zip_p2.pt").to_str().unwrap(),
-        "-o",
-        tmp.path().join("m.safetensors").to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &fixture("convert/zip_p2.pt"),
+        &tmp.path().join("m.safetensors"),
         &key,
-        "--oms-key",
-        &oms_key,
-    ]);
+        &["--oms-key", &oms_key],
+    );
     assert_eq!(run.code, 2);
     run.assert_error_shape();
     assert!(
@@ -512,16 +495,12 @@ fn oms_key_refuses_an_output_directory_with_foreign_files() {
     let out = tmp.path().join("out");
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("stray.bin"), "x").unwrap();
-    let run = decant(&[
-        "convert",
-        fixture("dirs/sharded").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &fixture("dirs/sharded"),
+        &out,
         &key,
-        "--oms-key",
-        &oms_key,
-    ]);
+        &["--oms-key", &oms_key],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
     run.assert_error_shape();
     assert!(run.stderr.contains("stray.bin"), "{}", run.stderr);
@@ -544,15 +523,7 @@ fn a_source_model_sig_is_not_copied() {
     copy_tree(&fixture("dirs/sharded"), &src);
     fs::write(src.join("model.sig"), "{}").unwrap();
     let out = tmp.path().join("out");
-    let run = decant(&[
-        "convert",
-        src.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--key",
-        &key,
-        "--json",
-    ]);
+    let run = convert_keyed(&src, &out, &key, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v = run.json();
     assert!(v["directory"]["left_alone"]

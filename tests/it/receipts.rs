@@ -2,7 +2,7 @@
 //! Each way a receipt can fail to vouch for an artifact must fail with its
 //! own check, through the real binary.
 
-use crate::common::{decant, fixture, only_files, read_json};
+use crate::common::{convert_keyed, decant, fixture, keygen, only_files, read_json};
 use base64::Engine as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,17 +17,9 @@ struct Signed {
 
 fn signed(source: &str) -> Signed {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    let (key, _) = keygen(dir.path());
     let artifact = dir.path().join("model.safetensors");
-    let run = decant(&[
-        "convert",
-        fixture(source).to_str().unwrap(),
-        "-o",
-        artifact.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let run = convert_keyed(&fixture(source), &artifact, &key, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     Signed {
         receipt: dir.path().join("model.safetensors.intoto.jsonl"),
@@ -318,14 +310,12 @@ fn openssl_keys_work() {
         public.to_str().unwrap(),
     ]);
     let artifact = dir.path().join("m.safetensors");
-    let run = decant(&[
-        "convert",
-        fixture("convert/zip_p2.pt").to_str().unwrap(),
-        "-o",
-        artifact.to_str().unwrap(),
-        "--key",
+    let run = convert_keyed(
+        &fixture("convert/zip_p2.pt"),
+        &artifact,
         key.to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let receipt = dir.path().join("m.safetensors.intoto.jsonl");
     let (code, failed) = verify(&artifact, &receipt, &[&public], &[]);
@@ -336,16 +326,13 @@ fn openssl_keys_work() {
 #[test]
 fn refused_conversion_writes_no_receipt() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
-    let run = decant(&[
-        "convert",
-        fixture("refuse/unknown_global.pt").to_str().unwrap(),
-        "-o",
-        dir.path().join("x.safetensors").to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let (key, _) = keygen(dir.path());
+    let run = convert_keyed(
+        &fixture("refuse/unknown_global.pt"),
+        &dir.path().join("x.safetensors"),
+        &key,
+        &[],
+    );
     assert_eq!(run.code, 1);
     assert_eq!(only_files(dir.path()), ["key", "key.pub"]);
 }
@@ -353,20 +340,15 @@ fn refused_conversion_writes_no_receipt() {
 #[test]
 fn existing_receipt_is_refused_before_converting() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    assert_eq!(decant(&["keygen", key.to_str().unwrap()]).code, 0);
+    let (key, _) = keygen(dir.path());
     let receipt = dir.path().join("r.jsonl");
     fs::write(&receipt, "old").unwrap();
-    let run = decant(&[
-        "convert",
-        fixture("convert/zip_p2.pt").to_str().unwrap(),
-        "-o",
-        dir.path().join("x.safetensors").to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--receipt",
-        receipt.to_str().unwrap(),
-    ]);
+    let run = convert_keyed(
+        &fixture("convert/zip_p2.pt"),
+        &dir.path().join("x.safetensors"),
+        &key,
+        &["--receipt", receipt.to_str().unwrap()],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
     run.assert_error_shape();
     assert_eq!(fs::read_to_string(&receipt).unwrap(), "old");
