@@ -482,6 +482,32 @@ fn every_pickle_member_of_a_zip_is_scanned_by_its_name() {
     assert_eq!(st[0].globals[0].name, "os.system");
 }
 
+/// Found by a sweep over PyPI packages: silero-vad's TorchScript archive
+/// deflates its `code/**/*.debug_pkl` pickles, and audit scanned only
+/// stored members under names other than `.pkl`, so a deflated `os.system`
+/// pickle under such a name was reported as an unrecognised file.
+#[test]
+fn a_deflated_pickle_under_another_name_is_inflated_and_scanned() {
+    let mut z = Zip::default();
+    z.push(
+        "m/code/x.py.debug_pkl",
+        &Pkl::new().proto(2).global("os", "system").stop().bytes(),
+    );
+    z.entry("m/code/x.py.debug_pkl").method = 8;
+    // Deflated bytes that are not a pickle stay unreported.
+    z.push("m/notes.txt", b"not a pickle at all, just text");
+    z.entry("m/notes.txt").method = 8;
+    let s = scan(&z.build());
+    assert_eq!(s.format, ScanFormat::ZipWithPickles);
+    let st = only_stream(&s);
+    assert_eq!(
+        st.location,
+        "m/code/x.py.debug_pkl (a pickle under another name, deflate-compressed)"
+    );
+    assert_eq!(st.globals[0].name, "os.system");
+    assert!(!st.globals[0].allowlisted);
+}
+
 #[test]
 fn a_deflated_pickle_member_is_inflated_and_scanned() {
     let mut z = reference_zip();

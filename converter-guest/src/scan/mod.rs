@@ -402,6 +402,14 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
     // start like one are not reported), zips stored inside the zip, and
     // bytes after the archive's end.
     for m in &members.list {
+        if m.compression.as_deref() == Some("Deflated") && !m.is_pickle() {
+            // torch's reader (miniz) and Python's zipfile inflate such a
+            // member as readily as a stored one.
+            if let Some(st) = deflated_pickle(src, m) {
+                list.push(st);
+            }
+            continue;
+        }
         let Some(head) = member_head(src, m) else {
             continue;
         };
@@ -472,6 +480,51 @@ fn inflate(src: &dyn Source, (start, size): (u64, u64)) -> Result<Vec<u8>, Strin
     miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed, MAX_INFLATED).map_err(|e| {
         format!("the member's deflate stream is damaged or inflates past {MAX_INFLATED} bytes ({e:?}), so it was not scanned")
     })
+}
+
+/// Compressed bytes read to see whether a deflated member starts like a
+/// pickle: enough for its first inflated bytes, whatever its size.
+const SNIFF_COMPRESSED: u64 = 4096;
+
+/// A deflated member under another name than a pickle's that inflates to
+/// one (a PROTO opcode first, parsed to its STOP, naming a global: the
+/// rule for stored members under other names), scanned. Found by running
+/// audit on silero-vad's TorchScript archive, whose `code/**/*.debug_pkl`
+/// members are deflated pickles: audit had scanned only the stored ones,
+/// and a deflated `os.system` pickle under such a name went unreported.
+fn deflated_pickle(src: &dyn Source, m: &zip::Member) -> Option<PickleStream> {
+    if m.error.is_some() {
+        return None;
+    }
+    let (start, size) = m.data?;
+    let head = src.read_vec(start, size.min(SNIFF_COMPRESSED)).ok()?;
+    let first = match miniz_oxide::inflate::decompress_to_vec_with_limit(&head, 2) {
+        Ok(bytes) => bytes,
+        Err(e) => e.output,
+    };
+    if !(first.first() == Some(&0x80) && first.get(1).is_some_and(|p| (2..=5).contains(p))) {
+        return None;
+    }
+    let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
+    let location = format!("{name} (a pickle under another name, deflate-compressed)");
+    let bytes = match inflate(src, (start, size)) {
+        Ok(bytes) => bytes,
+        Err(why) => {
+            return Some(PickleStream {
+                location,
+                protocol: 0,
+                globals: Vec::new(),
+                outside_total: 0,
+                globals_total: 0,
+                unresolved: 0,
+                calls: 0,
+                damaged: Some(why),
+            })
+        }
+    };
+    let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
+    let s = sc.scan(None, location);
+    (s.stopped && s.names_globals()).then(|| finish(&mut sc, s))
 }
 
 fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
