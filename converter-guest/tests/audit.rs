@@ -508,6 +508,28 @@ fn a_deflated_pickle_under_another_name_is_inflated_and_scanned() {
     assert!(!st.globals[0].allowlisted);
 }
 
+/// What shares that cause: a zip stored deflated inside the zip was not
+/// opened either.
+#[test]
+fn a_deflated_zip_inside_a_zip_is_opened() {
+    let mut inner = Zip::default();
+    inner.push(
+        "x/model.pkl",
+        &Pkl::new().proto(2).global("os", "system").stop().bytes(),
+    );
+    let mut z = Zip::default();
+    z.push("bundle/weights.zip", &inner.build());
+    z.entry("bundle/weights.zip").method = 8;
+    let s = scan(&z.build());
+    assert_eq!(s.format, ScanFormat::ZipWithPickles);
+    let st = only_stream(&s);
+    assert_eq!(
+        st.location,
+        "bundle/weights.zip (a deflate-compressed zip inside the zip): x/model.pkl"
+    );
+    assert_eq!(st.globals[0].name, "os.system");
+}
+
 #[test]
 fn a_deflated_pickle_member_is_inflated_and_scanned() {
     let mut z = reference_zip();

@@ -405,9 +405,7 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
         if m.compression.as_deref() == Some("Deflated") && !m.is_pickle() {
             // torch's reader (miniz) and Python's zipfile inflate such a
             // member as readily as a stored one.
-            if let Some(st) = deflated_pickle(src, m) {
-                list.push(st);
-            }
+            deflated_member(src, m, depth, &mut list);
             continue;
         }
         let Some(head) = member_head(src, m) else {
@@ -486,31 +484,43 @@ fn inflate(src: &dyn Source, (start, size): (u64, u64)) -> Result<Vec<u8>, Strin
 /// pickle: enough for its first inflated bytes, whatever its size.
 const SNIFF_COMPRESSED: u64 = 4096;
 
-/// A deflated member under another name than a pickle's that inflates to
-/// one (a PROTO opcode first, parsed to its STOP, naming a global: the
-/// rule for stored members under other names), scanned. Found by running
-/// audit on silero-vad's TorchScript archive, whose `code/**/*.debug_pkl`
-/// members are deflated pickles: audit had scanned only the stored ones,
-/// and a deflated `os.system` pickle under such a name went unreported.
-fn deflated_pickle(src: &dyn Source, m: &zip::Member) -> Option<PickleStream> {
-    if m.error.is_some() {
-        return None;
-    }
-    let (start, size) = m.data?;
-    let head = src.read_vec(start, size.min(SNIFF_COMPRESSED)).ok()?;
-    let first = match miniz_oxide::inflate::decompress_to_vec_with_limit(&head, 2) {
+/// A deflated member under another name than a pickle's, read as a
+/// stored one is: scanned if it inflates to a pickle (a PROTO opcode
+/// first, parsed to its STOP, naming a global) and opened if it inflates
+/// to a zip. Found by running audit on silero-vad's TorchScript archive,
+/// whose `code/**/*.debug_pkl` members are deflated pickles: audit had
+/// scanned only the stored ones, and a deflated `os.system` pickle under
+/// such a name went unreported.
+fn deflated_member(src: &dyn Source, m: &zip::Member, depth: u32, list: &mut Listing) {
+    let Some((start, size)) = m.data.filter(|_| m.error.is_none()) else {
+        return;
+    };
+    let Ok(compressed_head) = src.read_vec(start, size.min(SNIFF_COMPRESSED)) else {
+        return;
+    };
+    let head = match miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed_head, 4) {
         Ok(bytes) => bytes,
         Err(e) => e.output,
     };
-    if !(first.first() == Some(&0x80) && first.get(1).is_some_and(|p| (2..=5).contains(p))) {
-        return None;
+    let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));
+    // One inflated archive at a time: an inflated zip's own deflated
+    // members are inflated too, and two levels of 64 MiB copies are what
+    // the sandbox's memory comfortably holds.
+    let zip = head.starts_with(b"PK\x03\x04") && depth == 0;
+    if !pickle && !zip {
+        return;
     }
     let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
-    let location = format!("{name} (a pickle under another name, deflate-compressed)");
+    let location = if pickle {
+        format!("{name} (a pickle under another name, deflate-compressed)")
+    } else {
+        format!("{name} (a deflate-compressed zip inside the zip)")
+    };
     let bytes = match inflate(src, (start, size)) {
         Ok(bytes) => bytes,
         Err(why) => {
-            return Some(PickleStream {
+            // It starts like one, and cannot be read whole: unscanned.
+            return list.push(PickleStream {
                 location,
                 protocol: 0,
                 globals: Vec::new(),
@@ -519,12 +529,21 @@ fn deflated_pickle(src: &dyn Source, m: &zip::Member) -> Option<PickleStream> {
                 unresolved: 0,
                 calls: 0,
                 damaged: Some(why),
-            })
+            });
         }
     };
-    let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
-    let s = sc.scan(None, location);
-    (s.stopped && s.names_globals()).then(|| finish(&mut sc, s))
+    if pickle {
+        let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
+        let s = sc.scan(None, location);
+        if s.stopped && s.names_globals() {
+            list.push(finish(&mut sc, s));
+        }
+    } else if let Some(p) = zip_file_at(&bytes, depth + 1).pickle {
+        for mut st in p.streams {
+            st.location = format!("{location}: {}", st.location);
+            list.push(st);
+        }
+    }
 }
 
 fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
