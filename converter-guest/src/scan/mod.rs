@@ -414,25 +414,9 @@ fn zip_file_at(src: &dyn Source, depth: u32) -> FileScan {
         let Some((start, size)) = m.data else {
             continue;
         };
-        let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
-        if !m.is_pickle() && head[0] == 0x80 && (2..=5).contains(&head[1]) {
-            let mut sc = Scanner::new(src, start, start.saturating_add(size), name.clone());
-            let s = sc.scan(None, format!("{name} (a pickle under another name)"));
-            if s.stopped && s.names_globals() {
-                list.push(finish(&mut sc, s));
-            }
-        } else if head == *b"PK\x03\x04" && depth < MAX_ZIP_NESTING {
-            let inner = Window {
-                src,
-                start,
-                len: size,
-            };
-            if let Some(p) = zip_file_at(&inner, depth + 1).pickle {
-                for mut st in p.streams {
-                    st.location = format!("{name} (a zip inside the zip): {}", st.location);
-                    list.push(st);
-                }
-            }
+        let zip_inside = head == *b"PK\x03\x04" && depth < MAX_ZIP_NESTING;
+        if (!m.is_pickle() && starts_like_pickle(&head)) || zip_inside {
+            read_other_member(src, (start, size), m, &head, false, depth, &mut list);
         }
     }
     if let Some(end) = zip_end(src).filter(|&e| e < src.len()) {
@@ -484,13 +468,62 @@ fn inflate(src: &dyn Source, (start, size): (u64, u64)) -> Result<Vec<u8>, Strin
 /// pickle: enough for its first inflated bytes, whatever its size.
 const SNIFF_COMPRESSED: u64 = 4096;
 
-/// A deflated member under another name than a pickle's, read as a
-/// stored one is: scanned if it inflates to a pickle (a PROTO opcode
-/// first, parsed to its STOP, naming a global) and opened if it inflates
-/// to a zip. Found by running audit on silero-vad's TorchScript archive,
-/// whose `code/**/*.debug_pkl` members are deflated pickles: audit had
-/// scanned only the stored ones, and a deflated `os.system` pickle under
-/// such a name went unreported.
+/// A member under another name than a pickle's whose first bytes
+/// (`head`) are a PROTO opcode or a zip's, read from `body` (its `start`
+/// and `len`: offsets in the file for a stored member, so messages name
+/// bytes of the file) the way a lenient reader would: the pickle scanned
+/// (kept only when it parses to its STOP and names a global, so tensor
+/// bytes that happen to start like one are not reported), the zip opened.
+fn read_other_member(
+    body: &dyn Source,
+    (start, len): (u64, u64),
+    m: &zip::Member,
+    head: &[u8],
+    deflated: bool,
+    depth: u32,
+    list: &mut Listing,
+) {
+    let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
+    if starts_like_pickle(head) {
+        let how = if deflated { ", deflate-compressed" } else { "" };
+        let mut sc = Scanner::new(body, start, start.saturating_add(len), name.clone());
+        let s = sc.scan(None, format!("{name} (a pickle under another name{how})"));
+        if s.stopped && s.names_globals() {
+            list.push(finish(&mut sc, s));
+        }
+    } else if let Some(p) = zip_file_at(
+        &Window {
+            src: body,
+            start,
+            len,
+        },
+        depth + 1,
+    )
+    .pickle
+    {
+        let how = if deflated {
+            "a deflate-compressed zip"
+        } else {
+            "a zip"
+        };
+        for mut st in p.streams {
+            st.location = format!("{name} ({how} inside the zip): {}", st.location);
+            list.push(st);
+        }
+    }
+}
+
+/// A PROTO opcode of protocol 2 to 5 first: how a pickle under another
+/// name is told from other bytes.
+fn starts_like_pickle(head: &[u8]) -> bool {
+    head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p))
+}
+
+/// A deflated member under another name than a pickle's, read as a stored
+/// one is ([`read_other_member`]) once inflated. Found by running audit on
+/// silero-vad's TorchScript archive, whose `code/**/*.debug_pkl` members
+/// are deflated pickles: audit had scanned only the stored ones, and a
+/// deflated `os.system` pickle under such a name went unreported.
 fn deflated_member(src: &dyn Source, m: &zip::Member, depth: u32, list: &mut Listing) {
     let Some((start, size)) = m.data.filter(|_| m.error.is_none()) else {
         return;
@@ -502,47 +535,43 @@ fn deflated_member(src: &dyn Source, m: &zip::Member, depth: u32, list: &mut Lis
         Ok(bytes) => bytes,
         Err(e) => e.output,
     };
-    let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));
     // One inflated archive at a time: an inflated zip's own deflated
     // members are inflated too, and two levels of 64 MiB copies are what
     // the sandbox's memory comfortably holds.
-    let zip = head.starts_with(b"PK\x03\x04") && depth == 0;
-    if !pickle && !zip {
+    let zip_inside = head.starts_with(b"PK\x03\x04") && depth == 0;
+    if !starts_like_pickle(&head) && !zip_inside {
         return;
     }
-    let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
-    let location = if pickle {
-        format!("{name} (a pickle under another name, deflate-compressed)")
-    } else {
-        format!("{name} (a deflate-compressed zip inside the zip)")
-    };
-    let bytes = match inflate(src, (start, size)) {
-        Ok(bytes) => bytes,
+    match inflate(src, (start, size)) {
+        Ok(bytes) => {
+            let len = bytes.len() as u64;
+            read_other_member(&bytes, (0, len), m, &head, true, depth, list)
+        }
+        // It starts like one, and cannot be read whole: unscanned.
         Err(why) => {
-            // It starts like one, and cannot be read whole: unscanned.
-            return list.push(PickleStream {
-                location,
-                protocol: 0,
-                globals: Vec::new(),
-                outside_total: 0,
-                globals_total: 0,
-                unresolved: 0,
-                calls: 0,
-                damaged: Some(why),
-            });
+            let name = shorten(String::from_utf8_lossy(&m.name).into_owned(), false);
+            let what = if zip_inside {
+                "a deflate-compressed zip inside the zip"
+            } else {
+                "a pickle under another name, deflate-compressed"
+            };
+            list.push(unscanned(format!("{name} ({what})"), why));
         }
-    };
-    if pickle {
-        let mut sc = Scanner::new(&bytes, 0, bytes.len() as u64, name);
-        let s = sc.scan(None, location);
-        if s.stopped && s.names_globals() {
-            list.push(finish(&mut sc, s));
-        }
-    } else if let Some(p) = zip_file_at(&bytes, depth + 1).pickle {
-        for mut st in p.streams {
-            st.location = format!("{location}: {}", st.location);
-            list.push(st);
-        }
+    }
+}
+
+/// A stream that could not be read, reported as such (audit rates it as
+/// not fully scanned), with why.
+fn unscanned(location: String, why: String) -> PickleStream {
+    PickleStream {
+        location,
+        protocol: 0,
+        globals: Vec::new(),
+        outside_total: 0,
+        globals_total: 0,
+        unresolved: 0,
+        calls: 0,
+        damaged: Some(why),
     }
 }
 
@@ -556,16 +585,7 @@ fn scan_member(src: &dyn Source, m: &zip::Member, list: &mut Listing) {
             m.header_start
         )
     };
-    let unscanned = |why: String| PickleStream {
-        location: location.clone(),
-        protocol: 0,
-        globals: Vec::new(),
-        outside_total: 0,
-        globals_total: 0,
-        unresolved: 0,
-        calls: 0,
-        damaged: Some(why),
-    };
+    let unscanned = |why: String| unscanned(location.clone(), why);
     // The encryption flag is only a flag: torch (miniz) ignores it and reads
     // the bytes as they are (CVE-2025-1945), so they are scanned as such.
     let flagged = if m.encrypted {
